@@ -1,0 +1,46 @@
+"""Smoothing: the mean of a window's descriptors as one sequential descriptor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vprbench.dataset import SplitData
+from vprbench.kernels import sequential_descriptor_topk
+from vprbench.method import Method, MethodInfo, Ranking, RunContext
+from vprbench.windows import traverse_windows
+
+
+def smoothing_weights(seq_len: int) -> np.ndarray:
+    """[L] weights 1/L (the mean; the scale is irrelevant after L2 normalisation)."""
+    return np.full(seq_len, 1.0 / seq_len, dtype=np.float32)
+
+
+class Smoothing(Method):
+    """Sequential descriptor = L2-normalised mean of the window's L2-normalised frame descriptors.
+
+    Garg & Milford, "SeqNet: Learning descriptors for sequence-based hierarchical place
+    recognition", RA-L 2021 (the "Smoothing" baseline; also in SeqMatchNet, CoRL 2021). Each
+    query/reference window (centred on its frame, see :mod:`vprbench.windows`) becomes one unit
+    vector; references are ranked by Euclidean distance (exact faiss inner-product search).
+    Decisions where the sources are silent: per-frame descriptors are normalised before averaging
+    (the paper's NetVLAD descriptors already are); windows follow the run's boundary policy; under
+    "drop", references without a full window are not indexed and queries without one get no
+    match (-1). L = 1 is single-image retrieval.
+    """
+
+    info = MethodInfo(
+        name="smoothing",
+        family="sequential-descriptor",
+        summary="mean of the window's descriptors, L2-normalised, then nearest neighbour",
+        paper="Garg & Milford, SeqNet: Learning descriptors for sequence-based hierarchical place recognition, RA-L 2021",
+        needs=("descriptors",),
+    )
+
+    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
+        qw = traverse_windows(split.query, ctx.seq_len, ctx.boundary)
+        rw = traverse_windows(split.reference, ctx.seq_len, ctx.boundary)
+        with ctx.timings("match"):
+            idx, dist = sequential_descriptor_topk(
+                split.query.descriptors, split.reference.descriptors, qw, rw, smoothing_weights(ctx.seq_len), ctx.top_k
+            )
+        return Ranking(idx, dist)

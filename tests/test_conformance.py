@@ -1,0 +1,17 @@
+"""Every registered method plugin must pass the conformance check: a new plugin is tested the moment it is added."""
+
+import pytest
+
+from vprbench.conformance import check_method
+from vprbench.registry import default_registry
+
+REGISTRY = default_registry()
+
+
+def test_no_plugin_failed_to_import():
+    assert REGISTRY.failures == {}
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_method_conforms(name):
+    assert check_method(REGISTRY.get(name)) == []

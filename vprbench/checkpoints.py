@@ -1,0 +1,92 @@
+"""Safe saving and loading of trained models with their configuration, and a cache by key.
+
+A checkpoint is a ``torch.save`` of a plain dict holding only tensors, strings and numbers::
+
+    {"format": "vprbench-checkpoint", "version": 1, "config": "<JSON text>", "state": {name: tensor}}
+
+so that it loads with ``torch.load(weights_only=True)``: no pickled Python objects are ever
+executed. Anything else (a corrupt file, a foreign checkpoint, a pickle) is rejected with a
+:class:`~vprbench.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DataError
+from .records import canonical_json, stable_hash
+
+FORMAT = "vprbench-checkpoint"
+VERSION = 1
+
+
+def cache_key(parts: dict[str, Any], length: int = 20) -> str:
+    """Hex key of everything a trained model depends on (canonical JSON, sha256)."""
+    return stable_hash(parts, length=length)
+
+
+def model_path(cache_dir: str | os.PathLike, method: str, key: str) -> Path:
+    """Where the model of ``method`` with cache key ``key`` lives: ``<cache_dir>/models/<method>-<key>.pt``."""
+    return Path(cache_dir) / "models" / f"{method}-{key}.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors, moved to CPU) and ``config`` (JSON-able) atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": canonical_json(config),
+        "state": {k: v.detach().to("cpu").clone() for k, v in state.items()},
+    }
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`; returns (state dict, config).
+
+    Always ``weights_only=True``: a file holding pickled objects is refused, never executed.
+    Raises :class:`DataError` for a missing, corrupt or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"checkpoint {str(path)!r} is corrupt or not a vprbench checkpoint; it was loaded with "
+            f"torch.load(weights_only=True), so no code in it ran ({first[:200]}). Delete it to retrain."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DataError(f"checkpoint {str(path)!r} is not a vprbench checkpoint (no 'format': {FORMAT!r} field)")
+    if payload.get("version") != VERSION:
+        raise DataError(f"checkpoint {str(path)!r} has format version {payload.get('version')!r}, expected {VERSION}")
+    state, config = payload.get("state"), payload.get("config")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"checkpoint {str(path)!r}: field 'state' must map names to tensors")
+    try:
+        config = json.loads(config)
+    except (TypeError, json.JSONDecodeError):
+        raise DataError(f"checkpoint {str(path)!r}: field 'config' is not valid JSON text") from None
+    if not isinstance(config, dict):
+        raise DataError(f"checkpoint {str(path)!r}: field 'config' must be a JSON object")
+    return state, config

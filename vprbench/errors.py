@@ -1,0 +1,34 @@
+"""Exceptions raised for bad input. Each message names what was wrong and what was expected."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VPRBenchError(Exception):
+    """Base class of every error vprbench raises on purpose (the CLI prints these without a traceback)."""
+
+
+class ConfigError(VPRBenchError, ValueError):
+    """A bad argument, parameter, preset or configuration value."""
+
+
+class DataError(VPRBenchError, ValueError):
+    """Bad data: wrong shape, NaN values, missing or corrupt files, empty traverses."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """An unknown method, dataset, parameter or preset name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
+    """Build an :class:`UnknownNameError` that lists close matches and all valid names."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    valid = ", ".join(known) if known else "(none)"
+    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {valid}.")

@@ -1,0 +1,218 @@
+"""Aggregate result records with pandas into tables (Markdown, CSV, LaTeX) and plots."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tabulate import tabulate
+
+from .errors import ConfigError, DataError
+from .method import FAMILIES
+from .records import read_record
+from .runner import slug
+
+log = logging.getLogger("vprbench")
+
+GROUP_KEYS = ["dataset", "split", "query", "seq_len", "boundary"]
+
+
+def load_records(root: Path) -> list[dict[str, Any]]:
+    """All result records under ``root/records`` (corrupt ones are reported and skipped)."""
+    rec_dir = Path(root) / "records"
+    if not rec_dir.is_dir():
+        raise ConfigError(f"no results under {str(root)!r} (expected a 'records' folder); run `vprbench run --out {root}` first")
+    records = []
+    for path in sorted(rec_dir.rglob("*.json")):
+        try:
+            rec = read_record(path)
+        except DataError as e:
+            log.warning("skipping %s", e)
+            continue
+        rec["_path"] = str(path)
+        records.append(rec)
+    return records
+
+
+def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record: job settings, Recall@N columns ``R@N``, AUC, timings."""
+    rows = []
+    for r in records:
+        job, m = r["job"], r["metrics"]
+        row = {k: job[k] for k in ("dataset", "split", "query", "seq_len", "boundary", "seed", "method", "label", "family", "train_dataset")}
+        for n, v in m["recall_at"].items():
+            row[f"R@{n}"] = np.nan if v is None else v
+        row["PR-AUC"] = m["pr"]["auc"]
+        row["R@100%P"] = m["pr"]["recall_at_100_precision"]
+        row["n_evaluated"] = m["n_evaluated"]
+        row["n_without_positive"] = m["n_without_positive"]
+        t = r["timings_s"]
+        row["fit_s"] = t.get("fit", 0.0)
+        row["rank_s"] = t.get("rank", np.nan)
+        row["peak_mb"] = r.get("memory_mb", {}).get("peak_rss", np.nan)
+        row["_path"] = r.get("_path")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df["family_order"] = df["family"].map({f: i for i, f in enumerate(FAMILIES)}).fillna(len(FAMILIES))
+    return df
+
+
+def recall_columns(df: pd.DataFrame) -> list[str]:
+    cols = [c for c in df.columns if c.startswith("R@") and c[2:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[2:]))
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds per (group, method label), with the std of Recall@1 and the seed count."""
+    rc = recall_columns(df)
+    value_cols = rc + ["PR-AUC", "R@100%P", "fit_s", "rank_s"]
+    keys = GROUP_KEYS + ["family_order", "family", "label"]
+    agg = df.groupby(keys, dropna=False)[value_cols].mean()
+    agg["R@1 std"] = df.groupby(keys, dropna=False)["R@1"].std(ddof=0) if "R@1" in df else np.nan
+    agg["seeds"] = df.groupby(keys, dropna=False)["seed"].nunique()
+    agg["n_evaluated"] = df.groupby(keys, dropna=False)["n_evaluated"].first()
+    return agg.reset_index().sort_values(GROUP_KEYS + ["family_order", "label"]).reset_index(drop=True)
+
+
+def _cell(v: Any, digits: int = 3) -> str:
+    if isinstance(v, (float, np.floating)):
+        return "-" if np.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
+    """Tables per (dataset, split, query, L, boundary), methods grouped by family like the paper."""
+    if summary.empty:
+        return "(no results)"
+    rc = recall_columns(summary)
+    blocks = []
+    for key, g in summary.groupby(GROUP_KEYS, sort=False, dropna=False):
+        ds, split, query, seq_len, boundary = key
+        rows, last_family = [], None
+        multi_seed = (g["seeds"] > 1).any()
+        for _, r in g.iterrows():
+            fam = r["family"] if r["family"] != last_family else ""
+            last_family = r["family"]
+            row = [fam, r["label"], *[_cell(r[c]) for c in rc], _cell(r["PR-AUC"]), _cell(r["fit_s"], 1), _cell(r["rank_s"], 2)]
+            if multi_seed:
+                row.insert(3, _cell(r["R@1 std"]))
+            rows.append(row)
+        headers = ["family", "method", *rc, "PR-AUC", "fit s", "rank s"]
+        if multi_seed:
+            headers.insert(3, "R@1 std")
+        title = f"{ds} / {split} (query {query}, L={seq_len}, boundary {boundary}, {int(g['n_evaluated'].iloc[0])} queries)"
+        table = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+        if tablefmt == "github":
+            blocks.append(f"### {title}\n\n{table}")
+        elif tablefmt.startswith("latex"):
+            blocks.append(f"% {title}\n{table}")
+        else:
+            blocks.append(f"{title}\n{table}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def write_tables(summary: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
+    """recall.md, recall.csv and recall.tex under ``out_dir`` (overwritten: they are derived files)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / "recall.md", "csv": out_dir / "recall.csv", "tex": out_dir / "recall.tex"}
+    paths["md"].write_text(format_table(summary, "github"), encoding="utf-8")
+    summary.drop(columns=["family_order"]).to_csv(paths["csv"], index=False, float_format="%.4f")
+    paths["tex"].write_text(format_table(summary, "latex_booktabs"), encoding="utf-8")
+    return paths
+
+
+def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_dir: Path) -> list[Path]:
+    """Recall@N curves, recall vs radius, PR curves and an example distance matrix with matches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_path = {r["_path"]: r for r in records}
+    written: list[Path] = []
+    for key, g in df.groupby(GROUP_KEYS, sort=False, dropna=False):
+        ds, split, query, seq_len, boundary = key
+        stem = slug(f"{ds}-{split}-{query}-L{seq_len}-{boundary}")
+        first = g.sort_values(["family_order", "label", "seed"]).drop_duplicates("label")  # one seed per label
+        recs = [(row["label"], by_path[row["_path"]]) for _, row in first.iterrows()]
+
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+        rc = recall_columns(df)
+        ns = [int(c[2:]) for c in rc]
+        for label, rec in recs:
+            vals = [rec["metrics"]["recall_at"].get(str(n)) for n in ns]
+            pts = [(n, v) for n, v in zip(ns, vals) if v is not None]
+            if pts:
+                axes[0].plot(*zip(*pts), marker="o", label=label)
+            rr = rec["metrics"]["recall_vs_radius"]
+            if rr["radii"]:
+                axes[1].plot(rr["radii"], [np.nan if v is None else v for v in rr["recall_at_1"]], marker=".", label=label)
+            pr = rec["metrics"]["pr"]
+            if pr["recall"]:
+                axes[2].plot(pr["recall"], pr["precision"], label=f"{label} (AUC {pr['auc']:.2f})")
+        unit = recs[0][1]["dataset"]["position_unit"] if recs else ""
+        axes[0].set(xlabel="N", ylabel="Recall@N", title="Recall@N", xscale="log", ylim=(0, 1.02))
+        axes[0].set_xticks(ns, [str(n) for n in ns])
+        axes[1].set(xlabel=f"localisation radius ({unit})", ylabel="Recall@1", title="Recall@1 vs radius", ylim=(0, 1.02))
+        axes[2].set(xlabel="recall", ylabel="precision", title="Precision-recall (top-1 match)", xlim=(0, 1.02), ylim=(0, 1.02))
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[2].legend(fontsize=7, loc="lower left")
+        fig.suptitle(f"{ds} / {split}, L={seq_len}, boundary {boundary}")
+        fig.tight_layout()
+        path = out_dir / f"{stem}-curves.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+        example = root / "examples" / f"{slug(ds)}-{slug(split)}.npz"
+        if example.exists():
+            written.append(_plot_example(example, recs, root, out_dir / f"{stem}-distance-matrix.png", plt))
+    return written
+
+
+def _plot_example(example: Path, recs: list[tuple[str, dict]], root: Path, path: Path, plt: Any) -> Path:
+    with np.load(example, allow_pickle=False) as z:
+        d, gt, r0 = z["distances"], z["gt"], int(z["ref_start"])
+    nq, nr = d.shape
+    fig, ax = plt.subplots(figsize=(7.5, 7))
+    ax.imshow(d.T, cmap="viridis_r", aspect="auto", origin="lower")
+    qi, ri = np.nonzero(gt)
+    ax.scatter(qi, ri, s=1, c="white", alpha=0.25, label="ground truth")
+    markers = "ox+sd^v<>p*h"
+    for i, (label, rec) in enumerate(recs):
+        pred_path = root / rec["predictions"]
+        if not pred_path.exists():
+            continue
+        with np.load(pred_path, allow_pickle=False) as z:
+            top1 = z["indices"][:nq, 0].astype(np.int64) - r0
+        ok = (top1 >= 0) & (top1 < nr)
+        ax.scatter(np.flatnonzero(ok), top1[ok], s=9, marker=markers[i % len(markers)], label=label, alpha=0.8)
+    ax.set(xlabel="query frame", ylabel=f"reference frame (from {r0})", title="single-image distances with each method's top-1 match")
+    ax.set_xlim(0, nq)
+    ax.set_ylim(0, nr)
+    ax.legend(fontsize=6, loc="upper left", markerscale=1.5)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report(root: Path, plots: bool = True) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Aggregate every record under ``root`` into ``root/tables`` and ``root/plots``."""
+    root = Path(root)
+    records = load_records(root)
+    if not records:
+        raise ConfigError(f"no result records under {str(root / 'records')!r}; run `vprbench run --out {root}` first")
+    df = records_frame(records)
+    summary = summary_table(df)
+    paths = write_tables(summary, root / "tables")
+    if plots:
+        for i, p in enumerate(make_plots(df, records, root, root / "plots")):
+            paths[f"plot{i}"] = p
+    return summary, paths
