@@ -27,6 +27,7 @@ class SeqMatchNet(TrainedSeqNetMethod):
         paper="Garg & Milford, SeqMatchNet: Contrastive learning with sequence matching for place recognition & relocalization, CoRL 2021",
         trains=True,
         needs=("descriptors",),
+        smoke_params={"epochs": 2},
         params=learned_params(
             fixed=("filter_width", "loss", "mining"),
             extra={

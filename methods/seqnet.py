@@ -28,6 +28,7 @@ class SeqNet(TrainedSeqNetMethod):
         paper=_PAPER,
         trains=True,
         needs=("descriptors",),
+        smoke_params={"epochs": 2},
         params=learned_params(fixed=("loss", "mining")),
     )
 
@@ -48,5 +49,6 @@ class SeqNetS1(TrainedSeqNetMethod):
         paper=_PAPER,
         trains=True,
         needs=("descriptors",),
+        smoke_params={"epochs": 2},
         params=learned_params(fixed=("loss", "mining", "filter_width")),
     )

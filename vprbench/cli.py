@@ -38,6 +38,22 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _key_values(items: list[str]) -> dict[str, object]:
+    """Parse KEY=VALUE options; values are read as TOML scalars (numbers, true/false) or kept as text."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--dataset-param {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .catalog import DEFAULT_DATASET
 
@@ -72,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--query", default=None, help="query traverse name, for datasets with several (default: the first)")
     p_run.add_argument("--train-dataset", default=None, metavar="NAME",
                        help="train learned methods on this dataset's train split (cross-dataset protocol)")
+    p_run.add_argument("--dataset-param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter of the dataset definition, e.g. extractor=patchnorm (repeatable)")
     p_run.add_argument("--data-dir", default=None, help="folder with downloaded datasets (default: $VPRBENCH_DATA_DIR)")
     p_run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p_run.add_argument("--top-k", type=int, default=20, help="references ranked per query (default: 20)")
@@ -88,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("report", help="aggregate results into tables (Markdown, CSV, LaTeX) and plots")
     p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results"), help="results folder (default: ./results)")
     p_rep.add_argument("--no-plots", action="store_true", help="tables only")
+    p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
+                       help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
 
     try:
         from .datasets_cli import add_datasets_parser
@@ -137,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         dataset=args.dataset, out=args.out, seq_len=args.seq_len, boundary=args.boundary, seeds=args.seeds,
         split=args.split, query=args.query, train_dataset=args.train_dataset, data_dir=args.data_dir,
+        dataset_params=_key_values(args.dataset_param),
         top_k=args.top_k, device=args.device, memory_mb=args.memory_mb, force=args.force,
         progress=progress_enabled({"auto": None, "on": True, "off": False}[args.progress]),
     )
@@ -162,6 +183,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     summary, paths = report(args.dir, plots=not args.no_plots)
     print(format_table(summary, "github"))
+    if args.compare is not None:
+        from .published import compare, format_comparison, load_published
+        from .report import load_records
+
+        published, mapping = load_published(args.compare)
+        table = format_comparison(compare(published, mapping, load_records(args.dir)))
+        path = Path(args.dir) / "tables" / f"published-{args.compare.stem}.md"
+        path.write_text(table, encoding="utf-8")
+        paths["published"] = path
+        print(table)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return 0
 

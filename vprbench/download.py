@@ -21,6 +21,7 @@ under the final name.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.parse
@@ -180,6 +181,28 @@ def _open(url: str, start: int, timeout: float):
     return urllib.request.urlopen(req, timeout=timeout)
 
 
+def _write_response(resp, url: str, part: Path, start: int, size: int | None, progress) -> None:
+    """Append (resumed, HTTP 206) or write the response body to ``part``; DataError if cut short."""
+    with resp:
+        status = getattr(resp, "status", None)
+        if start > 0 and status != 206:
+            start = 0  # server ignored the Range request (or file://): start over
+        length = resp.headers.get("Content-Length")
+        total = (start + int(length)) if length is not None else size
+        done = start
+        try:
+            with open(part, "ab" if start > 0 else "wb") as f:
+                while chunk := resp.read(CHUNK):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise DataError(f"download: {url} interrupted after {done} bytes ({type(e).__name__}); run again to resume from {part}") from None
+    if total is not None and done < total:
+        raise DataError(f"download: {url} ended after {done} of {total} bytes; run again to resume from {part}")
+
+
 def download_file(
     url: str,
     dest: str | os.PathLike,
@@ -220,25 +243,14 @@ def download_file(
     start = part.stat().st_size if (resume and part.exists()) else 0
     try:
         resp = _open(url, start, timeout)
-    except (urllib.error.URLError, OSError) as e:
+    except urllib.error.HTTPError as e:
+        if not (e.code == 416 and start > 0):  # 416: the .part already holds the whole file
+            raise DataError(f"download: cannot fetch {url}: HTTP {e.code} {e.reason}") from None
+        resp = None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DataError(f"download: cannot fetch {url}: {e}") from None
-    with resp:
-        status = getattr(resp, "status", None)
-        if start > 0 and status != 206:
-            start = 0  # server ignored the Range request (or file://): start over
-        length = resp.headers.get("Content-Length")
-        total = (start + int(length)) if length is not None else size
-        mode = "ab" if start > 0 else "wb"
-        done = start
-        try:
-            with open(part, mode) as f:
-                while chunk := resp.read(CHUNK):
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-        except (urllib.error.URLError, OSError) as e:
-            raise DataError(f"download: {url} interrupted after {done} bytes ({e}); run again to resume from {part}") from None
+    if resp is not None:
+        _write_response(resp, url, part, start, size, progress)
     got_size = part.stat().st_size
     if size is not None and got_size != size:
         if got_size > size:

@@ -62,6 +62,7 @@ class RunConfig:
     query: str | None = None
     train_dataset: str | None = None
     data_dir: str | None = None
+    dataset_params: dict[str, Any] = field(default_factory=dict)
     top_k: int = 20
     ns: Sequence[int] = DEFAULT_NS
     device: str = "cpu"
@@ -151,7 +152,8 @@ class Runner:
         """Load (once) and return the dataset and its load time in seconds."""
         if name not in self._datasets:
             t0 = time.perf_counter()
-            ds = load_dataset(name, data_dir=self.config.data_dir)
+            overrides = self.config.dataset_params if name == self.config.dataset else None
+            ds = load_dataset(name, data_dir=self.config.data_dir, overrides=overrides)
             self._datasets[name] = (ds, time.perf_counter() - t0)
         return self._datasets[name]
 
@@ -318,26 +320,25 @@ class Runner:
         return JobOutcome(spec, seed, "done", path, record)
 
     def _save_example(self, ds: BenchmarkDataset, split: SplitData) -> None:
-        """Save a crop of the split's single-image distance matrix for the report's overlay plot."""
+        """Save a crop of the split's single-image distance matrix for the report's overlay plot.
+
+        The crop covers the first queries and the reference frames around their positions.
+        """
         path = self.out / "examples" / f"{slug(ds.name)}-{slug(split.split)}.npz"
         if path.exists() and not self.config.force:
             return
-        nq = min(EXAMPLE_SIZE, len(split.query))
-        nr = min(EXAMPLE_SIZE, len(split.reference))
+        nq, nr = min(EXAMPLE_SIZE, len(split.query)), min(EXAMPLE_SIZE, len(split.reference))
+        middle = split.query.positions[nq // 2]
+        centre = int(np.argmin(np.linalg.norm(split.reference.positions - middle, axis=1)))
+        r0 = int(np.clip(centre - nr // 2, 0, len(split.reference) - nr))
         if split.distances is not None:
-            d = split.distances[:nq, :nr]
+            d = split.distances[:nq, r0 : r0 + nr]
         elif split.query.descriptors is not None and split.reference.descriptors is not None:
-            # the reference frames nearest in position to the first query frames
-            centre = int(np.argmin(np.linalg.norm(split.reference.positions - split.query.positions[nq // 2], axis=1)))
-            r0 = int(np.clip(centre - nr // 2, 0, len(split.reference) - nr))
             d = pairwise_distances(split.query.descriptors[:nq], split.reference.descriptors[r0 : r0 + nr])
-            save_npz_atomic(path, distances=d, query_start=0, ref_start=r0,
-                            gt=split.ground_truth.subset(np.arange(nq), np.arange(r0, r0 + nr)).to_dense())
-            return
         else:
             return
-        save_npz_atomic(path, distances=d, query_start=0, ref_start=0,
-                        gt=split.ground_truth.subset(np.arange(nq), np.arange(nr)).to_dense())
+        gt = split.ground_truth.subset(np.arange(nq), np.arange(r0, r0 + nr)).to_dense()
+        save_npz_atomic(path, distances=d, gt=gt, query_start=0, ref_start=r0)
 
 
 def _thin_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200) -> dict[str, np.ndarray]:

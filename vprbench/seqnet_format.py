@@ -27,8 +27,10 @@ positions, e.g. Brisbane day/night). How a dataset is assembled:
   released training code uses for positives / negatives).
 * Oxford: the published ``valInds`` equal ``testInds`` (the authors evaluate on test during
   training); splits must be disjoint here, so only ``train`` and ``test`` are offered.
-* MSLS: one city per dataset and one split ``test`` over all its frames; the published role of
-  the city (melbourne train, austin val, amman test) is kept in ``meta["published_role"]``.
+* MSLS: one city per dataset and one split over all its frames, named by the city's published
+  role (``whichSet``: melbourne ``train``, austin ``val``, amman ``test``; param ``split``
+  overrides), so that the cross-city protocol reads e.g. ``--dataset msls-amman
+  --train-dataset msls-melbourne``; the role is also in ``meta["published_role"]``.
 """
 
 from __future__ import annotations
@@ -498,7 +500,7 @@ def _load_msls(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDatase
         name=definition.name,
         reference=reference,
         queries={query.name: query},
-        splits={"test": SplitIndices(r_rows, q_rows)},
+        splits={definition.params.get("split") or st.which_set or "test": SplitIndices(r_rows, q_rows)},
         description=definition.summary,
         meta={"loader": "seqnet", "family": "msls", "published_role": st.which_set, "struct": st.path.name},
         **_radii(structs),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .kernels import DistanceSource, block_rows, topk_smallest
 from .windows import window_starts
 
@@ -141,56 +141,43 @@ def seqslam_match(
     best = np.full(nq, np.inf)
     second = np.full(nq, np.inf)
     gmin = np.inf
-    n_groups = len(offsets_by_anchor) if mode == "openseqslam2" else 1
-    rows = max(block_rows(nr + pad_lo + pad_hi, memory_mb, copies=8 + 2 * v.size), 1)
+    # per query row: ~10 float64 temporaries of the enhancement (= 20 float32), padded copies, V scores
+    rows = max(block_rows(nr + pad_lo + pad_hi, memory_mb, copies=28 + 2 * v.size), 1)
     s_idx = np.arange(nr)
     for a in range(0, nq, rows):
         b = min(nq, a + rows)
-        hi = min(nq, b + W - 1)
-        e = contrast_enhance(source.block(a, hi), r_seg, enhance_half_window)
-        gmin = min(gmin, float(e[: b - a].min()))  # rows a..b-1: each frame counted in one block
-        epad = np.full((hi - a, pad_lo + nr + pad_hi), np.inf, dtype=np.float32)
+        # a window holds its own query frame, so the block's windows lie in rows a - W + 1 .. b + W - 2
+        lo, hi = max(0, a - W + 1), min(nq, b + W - 1)
+        e = contrast_enhance(source.block(lo, hi), r_seg, enhance_half_window)
+        gmin = min(gmin, float(e[a - lo : b - lo].min()))  # rows a..b-1: each frame counted in one block
+        epad = np.full((hi - lo, pad_lo + nr + pad_hi), np.inf, dtype=np.float32)
         epad[:, pad_lo : pad_lo + nr] = e
         del e
-        qsel = np.flatnonzero(q_valid[a:b]) + a  # queries whose window starts... handled by frame
-        # each query needs rows starts[q] .. starts[q] + W - 1; they lie in [a, hi) only if starts >= a
-        # (starts <= q < b and starts + W <= hi hold by construction); others are fetched below
+        qsel = np.flatnonzero(q_valid[a:b]) + a  # the block's queries (by frame)
         for group, off in offsets_by_anchor.items():
             g = qsel if group is None else qsel[anchor[qsel] == group]
             if g.size == 0:
                 continue
-            st = starts[g]
-            inside = st >= a
-            score = np.full((g.size, nr), np.inf, dtype=np.float32)
-            parts = [(g[inside], epad, st[inside] - a)]
-            if (~inside).any():  # shifted windows reaching back before the block (rare)
-                lo2 = int(st[~inside].min())
-                e2 = contrast_enhance(source.block(lo2, a), r_seg, enhance_half_window)
-                ext = np.full((a - lo2, epad.shape[1]), np.inf, dtype=np.float32)
-                ext[:, pad_lo : pad_lo + nr] = e2
-                parts.append((g[~inside], np.concatenate([ext, epad]), st[~inside] - lo2))
-            for gq, mat, r0 in parts:
-                pos = np.searchsorted(g, gq)
-                sv = np.zeros((off.shape[0], gq.size, nr), dtype=np.float32)
-                for jj in range(W):
-                    rowsj = mat[r0 + jj]
-                    for vi in range(off.shape[0]):
-                        o = pad_lo + off[vi, jj]
-                        sv[vi] += rowsj[:, o : o + nr]
-                # trajectories must stay in the candidate's reference segment
-                if mode == "openseqslam":
-                    last = s_idx[None, :] + off[:, -1:]
-                    ok = last < r_seg[:, 1][None, :]
-                else:
-                    ok = (s_idx[None, :] + off.min(axis=1, keepdims=True) >= r_seg[:, 0][None, :]) & (
-                        s_idx[None, :] + off.max(axis=1, keepdims=True) < r_seg[:, 1][None, :]
-                    )
-                sv[~np.broadcast_to(ok[:, None, :], sv.shape)] = np.inf
-                score[pos] = sv.min(axis=0)
+            r0 = starts[g] - lo
+            sv = np.zeros((off.shape[0], g.size, nr), dtype=np.float32)
+            for jj in range(W):
+                rows_j = epad[r0 + jj]
+                for vi in range(off.shape[0]):
+                    o = pad_lo + off[vi, jj]
+                    sv[vi] += rows_j[:, o : o + nr]
+            # trajectories must stay in the candidate's reference segment
+            if mode == "openseqslam":
+                ok = s_idx[None, :] + off[:, -1:] < r_seg[:, 1][None, :]
+            else:
+                ok = (s_idx[None, :] + off.min(axis=1, keepdims=True) >= r_seg[:, 0][None, :]) & (
+                    s_idx[None, :] + off.max(axis=1, keepdims=True) < r_seg[:, 1][None, :]
+                )
+            sv[~np.broadcast_to(ok[:, None, :], sv.shape)] = np.inf
+            score = sv.min(axis=0)
+            del sv
             if mode == "openseqslam":
                 # reported reference = candidate + anchor; it must stay inside the candidate's segment
-                rep_ok = (s_idx[None, :] + anchor[g][:, None]) < r_seg[:, 1][None, :]
-                score[~rep_ok] = np.inf
+                score[(s_idx[None, :] + anchor[g][:, None]) >= r_seg[:, 1][None, :]] = np.inf
             _finish(score, g, kk, out_idx, raw, best, second, uniq_half_window)
         del epad
     if mode == "openseqslam":
@@ -224,6 +211,7 @@ def seqslam_reference(
     mode: str = "openseqslam",
     enhance_half_window: int = 5,
     uniq_half_window: int = 5,
+    boundary: str = "drop",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Naive per-query loops of SeqSLAM on one segment (tests): (match [nq], best score [nq], ratio [nq]).
 
@@ -244,6 +232,8 @@ def seqslam_reference(
     W = window
     for N in range(nq):
         st = N - W // 2
+        if boundary == "shift":
+            st = min(max(st, 0), nq - W)
         if st < 0 or st + W > nq:
             continue
         c = N - st

@@ -6,8 +6,9 @@ the effects that make sequence methods matter are present and measurable:
 
 * a smooth latent appearance field over route distance (correlation length in metres), so that
   neighbouring frames look alike;
-* a systematic condition change of the query traverse (mostly linear map + mild quadratic
-  distortion + a place-specific condition field) and per-frame noise;
+* a systematic condition change of the query traverse (mostly a linear map acting on the main
+  principal directions, plus a mild quadratic distortion and a place-specific condition field)
+  and per-frame noise;
 * perceptual aliasing: look-alike stretches far apart on the route, in every split;
 * per-frame corruptions (glare: a few shared patterns; occlusion: one pattern per run) that
   dominate short runs of frames;
@@ -32,7 +33,7 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import cKDTree
 
 from .dataset import BenchmarkDataset, SplitIndices
-from .errors import ConfigError, unknown_name
+from .errors import ConfigError, UnknownNameError, unknown_name
 from .traverse import Traverse, segment_bounds_from_ids
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ _SALT = {
     "alias": 4,
     "condition_map": 5,
     "glare": 6,
+    "basis": 7,
     "reference_drive": 11,
     "query_drive": 12,
     "reference_noise": 21,
@@ -88,7 +90,8 @@ class SyntheticParams:
     turn_length_m: float = _p(150.0, "correlation length of heading changes (m)", 0.0, lo_open=True)
     lateral_offset_m: float = _p(1.5, "query lane offset from the reference path (m)", 0.0)
     # appearance
-    correlation_length_m: float = _p(8.0, "correlation length of the appearance field: corr(ds) = exp(-ds^2 / (2 l^2)) (m)", 0.0, lo_open=True)
+    spectrum_decay: float = _p(0.5, "variance of the i-th principal direction of the appearance ~ (i+1)^-decay (0: isotropic)", 0.0, 4.0)
+    correlation_length_m: float = _p(6.0, "correlation length of the appearance field: corr(ds) = exp(-ds^2 / (2 l^2)) (m)", 0.0, lo_open=True)
     # driving
     reference_speed_m: float = _p(2.0, "mean reference speed (m per frame)", 0.0, lo_open=True)
     query_speed_m: float = _p(2.3, "mean query speed (m per frame)", 0.0, lo_open=True)
@@ -99,16 +102,17 @@ class SyntheticParams:
     stop_frames_max: int = _p(20, "longest stop (frames)", 1)
     frame_interval_s: float = _p(0.5, "time between frames (s)", 0.0, lo_open=True)
     # condition change and noise
-    condition_angle_deg: float = _p(60.0, "rotation angle of the linear condition map, in random planes (deg): cos(p, Mp) = cos(angle)", 0.0, 90.0)
+    condition_angle_deg: float = _p(106.0, "rotation angle of the linear condition map in each of its planes (deg)", 0.0, 180.0)
+    condition_rank: int = _p(64, "the rotation acts on the top condition_rank principal directions (0: all D)", 0)
     condition_anisotropy: float = _p(0.3, "std of the log-scales of the linear condition map along random axes", 0.0, 2.0)
     condition_nonlinear: float = _p(0.3, "weight of the quadratic distortion of the condition change", 0.0)
-    condition_place: float = _p(0.3, "weight (0..1) of the place-specific query condition field", 0.0, 1.0)
-    reference_noise: float = _p(1.0, "per-frame noise std of the reference (relative to unit signal per dim)", 0.0)
-    query_noise: float = _p(1.0, "per-frame noise std of the query", 0.0)
+    condition_place: float = _p(0.68, "weight (0..1) of the place-specific query condition field", 0.0, 1.0)
+    reference_noise: float = _p(0.8, "per-frame noise std of the reference (relative to unit signal per dim)", 0.0)
+    query_noise: float = _p(0.8, "per-frame noise std of the query", 0.0)
     # perceptual aliasing
-    alias_per_km: float = _p(1.0, "look-alike stretch pairs per km of each split", 0.0)
+    alias_per_km: float = _p(1.5, "look-alike stretch pairs per km of each split", 0.0)
     alias_length_m: float = _p(60.0, "length of a look-alike stretch (m)", 0.0, lo_open=True)
-    alias_strength: float = _p(0.85, "share w of the copied appearance in a look-alike stretch (0..1)", 0.0, 1.0)
+    alias_strength: float = _p(0.9, "share w of the copied appearance in a look-alike stretch (0..1)", 0.0, 1.0)
     alias_min_separation_m: float = _p(300.0, "smallest route distance between the two stretches of a pair (m)", 0.0)
     # corruptions
     reference_corruption_rate: float = _p(0.04, "fraction of reference frames corrupted", 0.0, 0.5)
@@ -144,7 +148,7 @@ class SyntheticParams:
         out: dict[str, Any] = {}
         for key, value in values.items():
             if key not in spec:
-                raise unknown_name(f"parameter of {where}", key, spec)
+                raise _unknown_param(where, key, spec)
             out[key] = _coerce(where, key, spec[key].default, value)
         params = cls(**out)
         params.validate(where)
@@ -169,6 +173,11 @@ class SyntheticParams:
             )
         if not self.reference_name or not self.query_name or self.reference_name == self.query_name:
             raise ConfigError(f"{where}: reference_name and query_name must be non-empty and different, got {self.reference_name!r}, {self.query_name!r}")
+
+
+def _unknown_param(where: str, key: str, known: Any) -> UnknownNameError:
+    err = unknown_name("parameter", key, known)
+    return UnknownNameError(f"{where}: {err} See docs/synthetic.md.")
 
 
 def _coerce(where: str, name: str, default: Any, value: Any) -> Any:
@@ -229,25 +238,35 @@ def _interp_rows(grid: np.ndarray, spacing: float, s: np.ndarray) -> np.ndarray:
 
 
 def _random_orthogonal(rng: np.random.Generator, d: int) -> np.ndarray:
-    q, r = np.linalg.qr(rng.standard_normal((d, d)))
-    return (q * np.sign(np.diag(r))[None, :]).astype(np.float32)
+    """[d, d] float32 random orthogonal matrix: a product of d - 1 Householder reflections of
+    Gaussian vectors of decreasing length (uniformly distributed up to column signs).
+
+    Built from vector operations rather than a LAPACK QR, whose threads stall on a busy machine.
+    """
+    x = rng.standard_normal((d, d))
+    q = np.eye(d)
+    for k in range(d - 1):
+        v = x[k, k:].copy()
+        v[0] += np.copysign(np.linalg.norm(v), v[0])
+        v /= np.linalg.norm(v)
+        q[:, k:] -= 2.0 * np.outer(q[:, k:] @ v, v)
+    return q.astype(np.float32)
 
 
-def _condition_matrix(rng: np.random.Generator, d: int, angle: float, anisotropy: float) -> np.ndarray:
+def _condition_matrix(rng: np.random.Generator, subspace: np.ndarray, angle: float, anisotropy: float) -> np.ndarray:
     """[D, D] float32 linear condition map: anisotropic scaling after a rotation by ``angle`` (rad).
 
-    The rotation turns every vector by exactly ``angle`` (floor(D/2) random planes; one axis is
-    left fixed when D is odd); the scales are exp(anisotropy * N(0, 1)) along random axes.
+    The rotation turns every vector of the span of ``subspace`` ([D, k] orthonormal columns) by
+    exactly ``angle``, in floor(k/2) random planes of that span (one axis is left fixed when k is
+    odd), and leaves its orthogonal complement unchanged; the scales are
+    exp(anisotropy * N(0, 1)) along random axes of the whole space.
     """
-    basis = _random_orthogonal(rng, d).astype(np.float64)
-    half = d // 2
-    j = np.zeros((d, d))
-    j[np.arange(half), np.arange(half) + half] = -1.0
-    j[np.arange(half) + half, np.arange(half)] = 1.0
-    rot = np.cos(angle) * np.eye(d) + np.sin(angle) * (basis @ j @ basis.T)
-    if d % 2:  # the axis outside the planes is not rotated
-        e = basis[:, -1:]
-        rot += (1.0 - np.cos(angle)) * (e @ e.T)
+    d, k = subspace.shape
+    u = subspace.astype(np.float64) @ _random_orthogonal(rng, k).astype(np.float64)  # random planes in the span
+    half = k // 2
+    a, b = u[:, :half], u[:, half : 2 * half]
+    # rotation by angle in each plane (a_i, b_i): R = I + (cos - 1)(a a^T + b b^T) + sin (b a^T - a b^T)
+    rot = np.eye(d) + (np.cos(angle) - 1.0) * (a @ a.T + b @ b.T) + np.sin(angle) * (b @ a.T - a @ b.T)
     axes = _random_orthogonal(rng, d).astype(np.float64)
     scales = np.exp(anisotropy * rng.standard_normal(d))
     return ((axes * scales[None, :]) @ axes.T @ rot).astype(np.float32)
@@ -350,7 +369,7 @@ def _route_layout(p: SyntheticParams) -> tuple[dict[str, tuple[float, float]], f
     return ranges, s - p.split_gap_m
 
 
-def _segment_breaks(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tuple[float, float]]) -> list[float]:
+def _segment_breaks(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tuple[float, float]], where: str) -> list[float]:
     """Route distances of the query's segment breaks: spread over the splits, longest (test first) first."""
     n_breaks = p.query_segments - 1
     order = sorted(SPLIT_NAMES, key=lambda k: (-(k == "test"), -(ranges[k][1] - ranges[k][0])))
@@ -368,14 +387,14 @@ def _segment_breaks(rng: np.random.Generator, p: SyntheticParams, ranges: dict[s
             hi = a + (j + 1) * part - p.min_segment_m - p.segment_skip_m
             if hi <= lo:
                 raise ConfigError(
-                    f"synthetic dataset: split {name!r} ({b - a:g} m) is too short for {k} query segment break(s) with "
+                    f"{where}: split {name!r} ({b - a:g} m) is too short for {k} query segment break(s) with "
                     f"min_segment_m={p.min_segment_m:g} and segment_skip_m={p.segment_skip_m:g}; lower query_segments or lengthen the split"
                 )
             breaks.append(float(rng.uniform(lo, hi)))
     return breaks
 
 
-def _aliases(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tuple[float, float]]) -> list[dict[str, Any]]:
+def _aliases(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tuple[float, float]], where: str) -> list[dict[str, Any]]:
     """Look-alike pairs: ``{"split", "source_m", "copy_m", "length_m"}`` with both stretches in one split."""
     pairs: list[dict[str, Any]] = []
     if p.alias_per_km <= 0 or p.alias_strength <= 0:
@@ -388,13 +407,13 @@ def _aliases(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tup
         hi = b - p.alias_length_m
         if count and (hi - a) < p.alias_min_separation_m + p.alias_length_m:
             raise ConfigError(
-                f"synthetic dataset: split {name!r} ({b - a:g} m) is too short for look-alike stretches of "
+                f"{where}: split {name!r} ({b - a:g} m) is too short for look-alike stretches of "
                 f"{p.alias_length_m:g} m at least alias_min_separation_m={p.alias_min_separation_m:g} m apart; "
                 "set alias_per_km = 0 or change the lengths"
             )
         used: list[tuple[float, float]] = []
         for _ in range(count):
-            for _try in range(200):
+            for _try in range(1000):  # rejection sampling: far enough apart, not overlapping earlier pairs
                 src, dst = rng.uniform(a, hi, size=2)
                 if abs(src - dst) < max(p.alias_min_separation_m, p.alias_length_m):
                     continue
@@ -403,6 +422,12 @@ def _aliases(rng: np.random.Generator, p: SyntheticParams, ranges: dict[str, tup
                 used.append((src, dst))
                 pairs.append({"split": name, "source_m": float(src), "copy_m": float(dst), "length_m": p.alias_length_m})
                 break
+            else:
+                raise ConfigError(
+                    f"{where}: cannot place {count} non-overlapping look-alike pairs of {p.alias_length_m:g} m, "
+                    f"at least alias_min_separation_m={p.alias_min_separation_m:g} m apart, in split {name!r} ({b - a:g} m); "
+                    "lower alias_per_km, alias_length_m or alias_min_separation_m"
+                )
     return pairs
 
 
@@ -452,6 +477,7 @@ def generate(
     seed: int = 0,
     name: str = "synthetic",
     description: str = "",
+    where: str | None = None,
 ) -> BenchmarkDataset:
     """Generate a synthetic reference/query dataset.
 
@@ -459,6 +485,7 @@ def generate(
         params: :class:`SyntheticParams` or a dict of overrides of its defaults.
         seed: generator seed; the same (params, seed) always gives identical arrays.
         name, description: dataset name and one-line description.
+        where: how errors name the dataset (default: ``synthetic dataset NAME``).
 
     Returns:
         A :class:`BenchmarkDataset` with one query traverse, splits ``train``/``val``/``test``,
@@ -467,17 +494,18 @@ def generate(
         arrays ``frame_route_m`` [n] (route distance, m), ``frame_corruption`` [n] (0 none,
         1 glare, 2 occlusion) and ``frame_stopped`` [n] (bool).
     """
+    where = where or f"synthetic dataset {name!r}"
     if params is None:
         p = SyntheticParams()
     elif isinstance(params, SyntheticParams):
         p = params
-        p.validate()
+        p.validate(where)
     elif isinstance(params, dict):
-        p = SyntheticParams.from_dict(params)
+        p = SyntheticParams.from_dict(params, where)
     else:
-        raise ConfigError(f"synthetic dataset: params must be SyntheticParams or a dict, got {type(params).__name__}")
+        raise ConfigError(f"{where}: params must be SyntheticParams or a dict, got {type(params).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"synthetic dataset: seed must be a non-negative integer, got {seed!r}")
+        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     d = p.dim
 
@@ -488,20 +516,26 @@ def generate(
     spacing = p.correlation_length_m / 6.0
     n_grid = int(np.ceil(route_end / spacing)) + 2
     sigma = p.correlation_length_m / np.sqrt(2.0) / spacing  # kernel sigma for corr exp(-ds^2/(2 l^2))
-    field_grid = _smooth_noise(_rng(seed, "field"), n_grid, d, sigma)
-    cond_grid = _smooth_noise(_rng(seed, "condition_field"), n_grid, d, sigma)
-    pairs = _aliases(_rng(seed, "alias"), p, ranges)
+    # principal directions of the appearance (a random basis) with decaying variances, mean 1
+    basis = _random_orthogonal(_rng(seed, "basis"), d)
+    var = (1.0 + np.arange(d)) ** -p.spectrum_decay
+    var *= d / var.sum()
+    mix = (basis * np.sqrt(var).astype(np.float32)[None, :]).T  # z @ mix = basis diag(sqrt(var)) z
+    field_grid = _smooth_noise(_rng(seed, "field"), n_grid, d, sigma) @ mix
+    cond_grid = _smooth_noise(_rng(seed, "condition_field"), n_grid, d, sigma) @ mix
+    pairs = _aliases(_rng(seed, "alias"), p, ranges, where)
     _apply_aliases(field_grid, spacing, pairs, p.alias_strength)
     _apply_aliases(cond_grid, spacing, pairs, p.alias_strength)
 
-    # condition map: M = U diag(scales) U^T (cos(a) I + sin(a) J) with J a random orthogonal
-    # skew-symmetric matrix (a rotation by the angle a in D/2 random planes), plus a quadratic
-    # distortion in a random basis (not linearly predictable)
+    # condition map: anisotropic scaling after a rotation in the span of the top condition_rank
+    # principal directions (learnable by a linear model with few effective weights), plus a
+    # quadratic distortion in a random basis (not linearly predictable)
     crng = _rng(seed, "condition_map")
-    m_lin = _condition_matrix(crng, d, np.deg2rad(p.condition_angle_deg), p.condition_anisotropy)
+    rank = p.condition_rank if 0 < p.condition_rank < d else d
+    m_lin = _condition_matrix(crng, basis[:, :rank], np.deg2rad(p.condition_angle_deg), p.condition_anisotropy)
     rot_in, rot_out = _random_orthogonal(crng, d), _random_orthogonal(crng, d)
     glare = _unit(_rng(seed, "glare").standard_normal((p.glare_patterns, d)))
-    lin_gain = float(np.sqrt((m_lin.astype(np.float64) ** 2).sum() / d))  # E|Mp|^2 / D for unit-variance p
+    lin_gain = float(np.sqrt(((m_lin.astype(np.float64) @ mix.T.astype(np.float64)) ** 2).sum() / d))  # sqrt(E|Mp|^2 / D)
 
     def query_condition(x: np.ndarray, c: np.ndarray) -> np.ndarray:
         quad = ((x @ rot_in.T) ** 2 - 1.0) / np.float32(np.sqrt(2.0)) @ rot_out.T
@@ -512,7 +546,7 @@ def generate(
 
     # geometry
     points, normals, geo_spacing = _route_geometry(_rng(seed, "route"), p, route_end)
-    breaks = _segment_breaks(_rng(seed, "segments"), p, ranges)
+    breaks = _segment_breaks(_rng(seed, "segments"), p, ranges, where)
 
     traverses: dict[str, Traverse] = {}
     split_idx: dict[str, dict[str, np.ndarray]] = {k: {} for k in SPLIT_NAMES}
@@ -555,11 +589,11 @@ def generate(
         for split, (a, b) in ranges.items():
             idx = np.flatnonzero((s >= a) & (s < b))
             if idx.size == 0:
-                raise ConfigError(f"synthetic dataset: split {split!r} has no {role} frames; lengthen it")
+                raise ConfigError(f"{where}: split {split!r} has no {role} frames; lengthen it")
             split_idx[split][role] = idx
 
     splits = {k: SplitIndices(reference=v["reference"], query=v["query"]) for k, v in split_idx.items()}
-    _check_split_separation(traverses["reference"], traverses["query"], splits, p)
+    _check_split_separation(traverses["reference"], traverses["query"], splits, p, where)
 
     meta = {
         "generator": "vprbench.synthetic",
@@ -584,7 +618,7 @@ def generate(
     )
 
 
-def _check_split_separation(ref: Traverse, query: Traverse, splits: dict[str, SplitIndices], p: SyntheticParams) -> None:
+def _check_split_separation(ref: Traverse, query: Traverse, splits: dict[str, SplitIndices], p: SyntheticParams, where: str) -> None:
     """No query of one split may lie within the negative radius of a reference of another split."""
     for a, sa in splits.items():
         tree = cKDTree(ref.positions[sa.reference])
@@ -594,7 +628,7 @@ def _check_split_separation(ref: Traverse, query: Traverse, splits: dict[str, Sp
             dist, _ = tree.query(query.positions[sb.query], k=1, distance_upper_bound=p.negative_radius_m + 1e-9)
             if np.isfinite(dist).any():
                 raise ConfigError(
-                    f"synthetic dataset: query frames of split {b!r} lie within negative_radius_m={p.negative_radius_m:g} m "
+                    f"{where}: query frames of split {b!r} lie within negative_radius_m={p.negative_radius_m:g} m "
                     f"of reference frames of split {a!r} (closest {float(dist.min()):.1f} m); increase split_gap_m "
                     f"(now {p.split_gap_m:g}) or lower max_heading_deg"
                 )
@@ -614,8 +648,8 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
         raise ConfigError(f"{where}: parameter 'seed' must be a non-negative integer, got {seed!r}")
     for key in values:
         if key not in SyntheticParams.names():
-            raise unknown_name(f"parameter of {where}", key, [*SyntheticParams.names(), "seed"])
+            raise _unknown_param(where, key, [*SyntheticParams.names(), "seed"])
     params = SyntheticParams.from_dict(values, where=where)
-    ds = generate(params, seed=seed, name=definition.name, description=definition.summary)
+    ds = generate(params, seed=seed, name=definition.name, description=definition.summary, where=where)
     ds.meta["definition"] = definition.source
     return ds

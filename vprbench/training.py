@@ -21,6 +21,10 @@ code (itself derived from the NetVLAD PyTorch training):
   ``max(d(q, p) - d(q, n) + margin, 0)``; ``d`` is the ``"single"`` or ``"seqmatch"`` distance.
 * SGD (momentum, weight decay) or Adam, StepLR per epoch, validation Recall@5 after each epoch,
   the best epoch's weights kept, early stopping after ``patience`` epochs without improvement.
+  The untrained model is validated too ("epoch 0"), so a run whose training only overfits keeps
+  its initial weights (and says so: ``best_epoch`` 0).
+* Determinism: torch seeded and in deterministic mode, numpy draws from ``default_rng([seed, .])``,
+  a fixed number of CPU threads (half the cores, ``$VPRBENCH_TORCH_THREADS`` overrides).
 
 Decisions where the sources are silent (documented, configurable through the presets): the 1,000
 candidates are drawn without replacement among the negatives of the query; ties in mining go to
@@ -52,6 +56,8 @@ from .progress import progress_bar
 from .windows import check_seq_len, traverse_windows, window_indices
 
 DISTANCES: tuple[str, ...] = ("single", "seqmatch")
+#: Initialisations of the learned layer: PyTorch's default (the papers) or the identity map.
+INITS: tuple[str, ...] = ("default", "identity")
 
 
 # ----------------------------------------------------------------------------------------- model
@@ -66,8 +72,10 @@ class SeqNetModel(nn.Module):
     * ``filter_width > 1`` (S_L): mean over the L - w + 1 temporal positions, L2-normalised: [B, 1, D_out].
     """
 
-    def __init__(self, in_dim: int, out_dim: int = 0, filter_width: int = 1, pca_dim: int = 0) -> None:
+    def __init__(self, in_dim: int, out_dim: int = 0, filter_width: int = 1, pca_dim: int = 0, init: str = "default") -> None:
         super().__init__()
+        if init not in INITS:
+            raise ConfigError(f"model init must be one of {INITS}, got {init!r}")
         self.in_dim, self.filter_width = int(in_dim), int(filter_width)
         self.pca_dim = int(pca_dim) if pca_dim and pca_dim < in_dim else 0
         hidden = self.pca_dim or self.in_dim
@@ -75,6 +83,13 @@ class SeqNetModel(nn.Module):
         self.register_buffer("pca_mean", torch.zeros(self.in_dim))
         self.register_buffer("pca_components", torch.zeros(self.in_dim, self.pca_dim))
         self.conv = nn.Conv1d(hidden, self.out_dim, kernel_size=self.filter_width, stride=1, padding=0, bias=True)
+        if init == "identity":
+            # start from the untrained descriptors: every tap maps input to output (1/w each, zero bias),
+            # so the initial model is raw matching (w = 1) or mean smoothing over the window (w > 1)
+            with torch.no_grad():
+                eye = torch.eye(self.out_dim, hidden) / self.filter_width
+                self.conv.weight.copy_(eye[:, :, None].expand(-1, -1, self.filter_width))
+                self.conv.bias.zero_()
 
     @property
     def per_frame(self) -> bool:
@@ -108,10 +123,14 @@ class SeqNetModel(nn.Module):
         x = F.normalize(x, dim=-1)
         if self.pca_dim:
             x = F.normalize((x - self.pca_mean) @ self.pca_components, dim=-1)
-        y = self.conv(x.transpose(1, 2))  # [B, D_out, L - w + 1]
+        # the convolution as one matrix product over unfolded windows (much faster than conv1d's
+        # backward on CPU): [B, L - w + 1, H * w] @ [H * w, D_out], same weights as self.conv
+        w = self.filter_width
+        cols = x.unfold(1, w, 1).reshape(x.shape[0], x.shape[1] - w + 1, -1)
+        y = F.linear(cols, self.conv.weight.reshape(self.out_dim, -1), self.conv.bias)  # [B, L - w + 1, D_out]
         if self.per_frame:
-            return F.normalize(y.transpose(1, 2), dim=-1)
-        return F.normalize(y.mean(-1), dim=-1)[:, None, :]
+            return F.normalize(y, dim=-1)
+        return F.normalize(y.mean(1), dim=-1)[:, None, :]
 
 
 def build_model(config: dict[str, Any]) -> SeqNetModel:
@@ -143,7 +162,10 @@ def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_threads = torch.get_num_threads()
     if threads is None:
-        threads = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 8))
+        # half the cores (1 on a 2-core machine): with other processes on the cores, OpenMP threads
+        # that wait for each other made epochs up to 10x slower; $VPRBENCH_TORCH_THREADS overrides
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = int(os.environ.get("VPRBENCH_TORCH_THREADS", 0)) or max(1, min(cores // 2, 8))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(threads)
@@ -312,14 +334,20 @@ class TripletData:
     seq_len: int
 
     @classmethod
-    def from_split(cls, split: SplitData, seq_len: int) -> TripletData:
-        """Build from a training split; DataError for unusable data (see module doc)."""
+    def from_split(cls, split: SplitData, seq_len: int, features: tuple[np.ndarray, np.ndarray] | None = None) -> TripletData:
+        """Build from a training split; DataError for unusable data (see module doc).
+
+        ``features``: per-frame model inputs (query [Nq, ...], reference [Nr, ...]) to use instead of
+        the traverses' descriptors (e.g. cached backbone feature maps).
+        """
         what = f"training split {split.split!r} of dataset {split.dataset!r}"
-        for t in (split.reference, split.query):
-            if t.descriptors is None:
-                raise DataError(f"{what}: traverse {t.name!r} has no per-frame descriptors; learned methods train on descriptors")
-        if split.reference.dim != split.query.dim:
-            raise DataError(f"{what}: reference D={split.reference.dim} but query D={split.query.dim}; expected equal dimensions")
+        if features is None:
+            for t in (split.reference, split.query):
+                if t.descriptors is None:
+                    raise DataError(f"{what}: traverse {t.name!r} has no per-frame descriptors; learned methods train on descriptors")
+            if split.reference.dim != split.query.dim:
+                raise DataError(f"{what}: reference D={split.reference.dim} but query D={split.query.dim}; expected equal dimensions")
+            features = (split.query.descriptors, split.reference.descriptors)
         pos_r = split.nontrivial_radius or split.radius
         neg_r = split.negative_radius or split.radius
         if neg_r < pos_r or (split.negative_radius is not None and not neg_r > pos_r):
@@ -331,6 +359,8 @@ class TripletData:
         check_seq_len(seq_len, split.reference.segment_bounds, what=f"{what}, reference traverse")
         q_starts, q_valid = traverse_windows(split.query, seq_len, "drop")
         r_starts, r_valid = traverse_windows(split.reference, seq_len, "drop")
+        q_starts = safe_starts(q_starts, len(split.query), seq_len)  # frames without a window: any in-range start
+        r_starts = safe_starts(r_starts, len(split.reference), seq_len)
         positives = split.training_positives()
         # a query trains only if one of its positives has a window
         rows = np.repeat(np.arange(positives.n_query), positives.counts)
@@ -344,7 +374,7 @@ class TripletData:
                 "Check the split, the radii and --seq-len"
             )
         return cls(
-            q=split.query.descriptors, r=split.reference.descriptors, q_starts=q_starts, r_starts=r_starts,
+            q=features[0], r=features[1], q_starts=q_starts, r_starts=r_starts,
             r_valid=r_valid, train_queries=train_queries, positives=positives,
             non_negatives=split.training_non_negatives(), seq_len=seq_len,
         )
@@ -421,6 +451,9 @@ def train_triplet(
     xr_all = torch.from_numpy(np.ascontiguousarray(data.r))
     best_state, best_epoch, best_val, stale = copy.deepcopy(model.state_dict()), 0, None, 0
     history: list[dict[str, Any]] = []
+    if validate is not None:  # epoch 0: the untrained model, so training never ends worse on val than its start
+        best_val = float(validate(model))
+        history.append({"epoch": 0, "loss": None, "queries_trained": 0, "queries_skipped": 0, "lr": None, "val_recall5": best_val, "seconds": 0.0})
     bar = progress_bar(range(1, hp["epochs"] + 1), enabled=progress, desc=desc)
     for epoch in bar:
         te = time.perf_counter()
@@ -459,7 +492,9 @@ def train_triplet(
                 total_loss += float(loss.detach())
                 n_steps += 1
         lr = opt.param_groups[0]["lr"]
-        sched.step()
+        with warnings.catch_warnings():  # an epoch where every query was skipped made no optimiser step
+            warnings.simplefilter("ignore", UserWarning)
+            sched.step()
         val = float(validate(model)) if validate is not None else None
         rec = {"epoch": epoch, "loss": total_loss / max(n_steps, 1), "queries_trained": n_trained, "queries_skipped": n_skipped,
                "lr": lr, "val_recall5": val, "seconds": time.perf_counter() - te}
@@ -562,7 +597,7 @@ class TrainedSeqNetMethod(Method):
             self.training_info.update(cache_hit=True, checkpoint=str(path), **config.get("training", {}))
             return
         with ctx.timings("train"), deterministic(ctx.seed):
-            model = SeqNetModel(train.reference.dim, hp["out_dim"], hp["filter_width"], hp["pca_dim"])
+            model = SeqNetModel(train.reference.dim, hp["out_dim"], hp["filter_width"], hp["pca_dim"], hp["init"])
             model.fit_pca(np.concatenate([data.r, data.q]), seed=ctx.seed)
             validate = None
             if val is not None:
@@ -641,12 +676,16 @@ class TrainedSeqNetMethod(Method):
         q, r, L = e["q"], e["r"], e["L"]
         r_sq = np.einsum("ij,ij->i", r, r)
         out = np.zeros(cand.shape, np.float32)
+        # blocks of queries so that the gathered candidates [rows, K, D] stay within the memory budget
+        rows = max(1, int(ctx.memory_mb * 2**20 // (4 * 2 * max(cand.shape[1], 1) * q.shape[1])))
         with ctx.timings("match"):
-            for k in range(L):
-                qi = e["q_starts"] + k
-                ri = e["r_starts"][c] + k
-                d2 = np.einsum("qd,qd->q", q[qi], q[qi])[:, None] + r_sq[ri] - 2.0 * np.einsum("qd,qkd->qk", q[qi], r[ri])
-                out += np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+            for b0 in range(0, len(cand), rows):
+                sl = slice(b0, b0 + rows)
+                for k in range(L):
+                    qi = e["q_starts"][sl] + k
+                    ri = e["r_starts"][c[sl]] + k
+                    d2 = np.einsum("qd,qd->q", q[qi], q[qi])[:, None] + r_sq[ri] - 2.0 * np.einsum("qd,qkd->qk", q[qi], r[ri])
+                    out[sl] += np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
             out /= L
         return np.where(ok, out, np.inf).astype(np.float32)
 

@@ -1,0 +1,41 @@
+"""GISM-DP: exact dynamic programming on GISM's data-association graph (not a published method)."""
+
+from __future__ import annotations
+
+from vprbench.dataset import SplitData
+from vprbench.graph_search import SIMILARITIES, CostRows, dp_search, graph_ranking_arrays
+from vprbench.kernels import split_distance_source
+from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
+
+
+class GISMDP(Method):
+    """Exact online shortest paths on GISM's graph, one match per query (a reference variant).
+
+    Same graph and node costs as :class:`GISM` (Vysotska & Stachniss, RA-L 2016) but without the
+    lazy heuristic: acc(q, r) = c(q, r) + min over |r' - r| <= fanOut of acc(q-1, r'), and query q
+    is matched to the first argmin_r acc(q, r) (the end of the cheapest path found so far, online).
+    Hidden (-1) when that node's own cost exceeds nonMatchCost. It shows what the lazy search
+    loses; it is not in the papers. Vectorised over references, one step per query.
+    """
+
+    info = MethodInfo(
+        name="gism-dp",
+        family="sequence-matching",
+        summary="exact dynamic programming on GISM's graph (reference variant, one match per query)",
+        paper="variant of Vysotska & Stachniss, RA-L 2016 (exact search instead of the lazy heuristic)",
+        needs=("distances",),
+        params={
+            "fanOut": Param(5, "predecessors of (q, r) are (q-1, r-fanOut..r+fanOut), >= 0"),
+            "nonMatchCost": Param(6.0, "nodes with cost 1/similarity above this are hidden (no match), >= 0"),
+            "similarity": Param("cosine", "similarity behind the node cost 1/s: raw cosine or (1+cos)/2", SIMILARITIES),
+        },
+        single_match=True,
+        uses_sequences=False,
+    )
+
+    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
+        p = self.params
+        with ctx.timings("match"):
+            costs = CostRows(split_distance_source(split), p["similarity"], ctx.memory_mb)
+            res = dp_search(costs, p["fanOut"], p["nonMatchCost"])
+        return Ranking(*graph_ranking_arrays(res))

@@ -1,0 +1,108 @@
+"""Hierarchical VPR: shortlist with one method, re-rank the shortlist with another (SeqNet paper)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from vprbench.dataset import SplitData
+from vprbench.errors import ConfigError
+from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
+from vprbench.registry import default_registry
+
+
+def parse_args(text: str, what: str) -> dict[str, str]:
+    """``"key=value;key=value"`` (also ``/``-free commas) -> dict; empty text -> {}."""
+    out: dict[str, str] = {}
+    for item in text.replace(";", ",").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ConfigError(f"method 'hvpr': {what} must look like 'key=value;key=value', got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+class HVPR(Method):
+    """Hierarchical place recognition: a shortlist of K references per query, then re-ranking.
+
+    Stage 1 ranks all references with the ``shortlister`` (default SeqNet S_5, ``seqnet``) and keeps
+    the top ``shortlist_k`` (paper K = 20). Stage 2 re-orders that shortlist by the ``reranker``'s
+    distance (default SeqMatch over S_1, ``seqnet-s1``; the seed paper's variant is
+    ``reranker=seqmatchnet``). Any two registered methods compose by name. Re-rankers that expose
+    ``score_candidates`` (the learned methods) score only the shortlist; any other re-ranker ranks
+    all references and its distances are looked up (memory n_query x n_ref; fine for test splits).
+    Shortlisted references the re-ranker cannot score (no window) go last. The returned list has
+    min(top_k, shortlist_k) entries. Both stages use the run's seq_len and boundary; parameters of
+    the stages are passed as ``shortlister_args`` / ``reranker_args`` ("key=value;key=value"), and
+    ``preset`` is forwarded to any stage that has that parameter.
+    """
+
+    info = MethodInfo(
+        name="hvpr",
+        family="hierarchical",
+        summary="hierarchical: shortlist K references with one method (SeqNet S_5), re-rank with another (S_1 + SeqMatch)",
+        paper="Garg & Milford, SeqNet: Learning descriptors for sequence-based hierarchical place recognition, RA-L 2021",
+        trains=True,
+        needs=("descriptors",),
+        params={
+            "shortlister": Param("seqnet", "method that shortlists references (any registered name)"),
+            "reranker": Param("seqnet-s1", "method that re-ranks the shortlist (any registered name)"),
+            "shortlist_k": Param(20, "references shortlisted per query (paper: 20)"),
+            "preset": Param("cpu", "preset forwarded to learned stages", ("cpu", "paper")),
+            "shortlister_args": Param("", "extra parameters of the shortlister, 'key=value;key=value'"),
+            "reranker_args": Param("", "extra parameters of the reranker, 'key=value;key=value'"),
+        },
+        smoke_params={"shortlister_args": "epochs=2", "reranker_args": "epochs=2"},
+    )
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        if self.params["shortlist_k"] < 1:
+            raise ConfigError(f"method 'hvpr': shortlist_k must be >= 1, got {self.params['shortlist_k']}")
+        registry = default_registry()
+        self.stages: dict[str, Method] = {}
+        for stage in ("shortlister", "reranker"):
+            name = self.params[stage]
+            if name == "hvpr":
+                raise ConfigError(f"method 'hvpr': {stage} cannot be 'hvpr' itself")
+            cls = registry.get(name)
+            args = parse_args(self.params[f"{stage}_args"], f"{stage}_args")
+            if "preset" in cls.info.params and "preset" not in args:
+                args["preset"] = self.params["preset"]
+            self.stages[stage] = registry.create(name, **args)
+        self.resolved_params = {
+            stage: {"method": m.info.name, **getattr(m, "resolved_params", m.params)} for stage, m in self.stages.items()
+        }
+        self.training_info: dict[str, object] = {}
+
+    def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
+        for stage, method in self.stages.items():
+            if method.info.trains:
+                method.fit(train, val, ctx)
+                self.training_info[stage] = getattr(method, "training_info", {})
+
+    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
+        k = self.params["shortlist_k"]
+        short = self.stages["shortlister"].rank(split, replace(ctx, top_k=k))
+        cand = short.indices
+        reranker = self.stages["reranker"]
+        if hasattr(reranker, "score_candidates"):
+            d = reranker.score_candidates(split, ctx, cand)
+        else:
+            full = reranker.rank(split, replace(ctx, top_k=len(split.reference)))
+            dense = np.full((len(split.query), len(split.reference) + 1), np.inf, dtype=np.float32)
+            rows = np.repeat(np.arange(len(split.query)), full.k)
+            ok = full.indices.reshape(-1) >= 0
+            dense[rows[ok], full.indices.reshape(-1)[ok]] = full.distances.reshape(-1)[ok]
+            d = dense[np.arange(len(split.query))[:, None], np.where(cand >= 0, cand, len(split.reference))]
+        d = np.where(cand >= 0, d, np.inf)
+        order = np.lexsort((np.arange(cand.shape[1])[None, :].repeat(len(cand), 0), d), axis=1)
+        idx = np.take_along_axis(cand, order, axis=1)
+        dist = np.take_along_axis(d, order, axis=1)
+        idx = np.where(np.isfinite(dist), idx, -1)
+        keep = min(ctx.top_k, cand.shape[1])
+        return Ranking(idx[:, :keep], dist[:, :keep])

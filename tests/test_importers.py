@@ -1,0 +1,167 @@
+"""Importers of other tools' single-image results (files built here in the tools' layouts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vprbench.catalog import load_dataset
+from vprbench.errors import DataError
+from vprbench.importers import read_vpr_bench_ground_truth, read_vpr_tutorial, similarity_to_distance
+
+
+def _definition(tmp_path: Path, loader: str, **params) -> str:
+    """Write a dataset definition file for ``loader`` with ``params``; return its path."""
+
+    def fmt(v):
+        return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
+
+    lines = [f'name = "imp-{loader}"', f'loader = "{loader}"', 'summary = "imported"', "[params]"]
+    lines += [f"{k} = {fmt(v)}" for k, v in params.items()]
+    p = tmp_path / f"{loader}.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+def _tutorial_files(tmp_path: Path, n_ref=12, n_q=10):
+    rng = np.random.default_rng(1)
+    s = rng.random((n_ref, n_q))
+    hard = np.zeros((n_ref, n_q), bool)
+    soft = np.zeros((n_ref, n_q), bool)
+    for q in range(n_q):
+        hard[q, q] = True
+        soft[max(q - 1, 0) : q + 2, q] = True
+        s[q, q] += 1.0  # the true match is the most similar
+    s[0, 3] = 5.0  # ... except for query 3
+    np.savez(tmp_path / "gt.npz", GThard=hard, GTsoft=soft)
+    np.save(tmp_path / "S.npy", s)
+    return s, hard, soft
+
+
+def test_vpr_tutorial_import(tmp_path):
+    s, hard, soft = _tutorial_files(tmp_path)
+    ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
+    q = ds.queries[ds.default_query]
+    assert (len(q), len(ds.reference)) == (10, 12) and q.descriptors is None and q.position_unit == "frame"
+    assert ds.distances.shape == (10, 12)
+    # lower distance = more similar: argmin of distances is argmax of S
+    assert np.array_equal(ds.distances.argmin(1), s.argmax(0))
+    assert np.allclose(ds.distances, (s.max() - s).T, atol=1e-6)
+    sd = ds.split("test")
+    assert sd.ground_truth.positives(4).tolist() == [4]
+    assert sd.ground_truth.soft.positives(4).tolist() == [3, 4, 5]
+    top1 = sd.distances.argmin(1)[:, None]
+    hits = sd.ground_truth.hits(top1)[:, 0]
+    assert hits.tolist() == [q != 3 for q in range(10)]
+
+
+def test_vpr_tutorial_bad_inputs(tmp_path):
+    s, hard, soft = _tutorial_files(tmp_path)
+    np.savez(tmp_path / "gt_bad.npz", GThard=hard[:, :-1], GTsoft=soft)
+    with pytest.raises(DataError, match=r"GThard has shape \(12, 9\), S has \(12, 10\)"):
+        read_vpr_tutorial(tmp_path / "S.npy", tmp_path / "gt_bad.npz")
+    s2 = s.copy()
+    s2[2, 2] = np.nan
+    np.save(tmp_path / "S_nan.npy", s2)
+    with pytest.raises(DataError, match="NaN"):
+        read_vpr_tutorial(tmp_path / "S_nan.npy", tmp_path / "gt.npz")
+    np.save(tmp_path / "S_obj.npy", np.array([s], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="non-pickled"):
+        read_vpr_tutorial(tmp_path / "S_obj.npy", tmp_path / "gt.npz")
+    with pytest.raises(DataError, match="missing"):
+        load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="nope.npy", ground_truth="gt.npz"), tmp_path)
+
+
+def test_similarity_to_distance_orders():
+    s = np.array([[0.2, 0.9, 0.5]])
+    for mode in ("max-minus", "negate"):
+        assert similarity_to_distance(s, mode).argsort(1).tolist() == [[1, 2, 0]]
+
+
+def _vpr_bench_files(tmp_path: Path, n_ref=8, n_q=6):
+    d = tmp_path / "ds"
+    (d / "ref").mkdir(parents=True)
+    (d / "query").mkdir()
+    from PIL import Image
+
+    for i in range(n_ref):
+        Image.new("L", (8, 8), i).save(d / "ref" / f"{i:07d}.jpg")
+    for i in range(n_q):
+        Image.new("L", (8, 8), i).save(d / "query" / f"{i:07d}.jpg")
+    gt = np.empty((n_q, 2), dtype=object)
+    order = [3, 0, 5, 1, 4, 2]  # rows not in query order
+    for row, q in enumerate(order):
+        gt[row, 0] = q
+        gt[row, 1] = [q, q + 1] if q % 2 else [q]
+    np.save(d / "ground_truth_new.npy", gt, allow_pickle=True)
+    rng = np.random.default_rng(0)
+    scores = rng.random((n_q, n_ref))
+    scores[np.arange(n_q), np.arange(n_q)] += 2.0
+    m = np.empty(6, dtype=object)
+    m[:] = [np.arange(n_q), scores.argmax(1), scores.max(1), scores, 1.5, 0.25]
+    (tmp_path / "pm").mkdir()
+    np.save(tmp_path / "pm" / "precomputed_data_corrected.npy", m, allow_pickle=True)
+    return scores
+
+
+def test_vpr_bench_needs_trust(tmp_path):
+    _vpr_bench_files(tmp_path)
+    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy")
+    with pytest.raises(DataError, match="pickled.*arbitrary code.*trust = true"):
+        load_dataset(path, tmp_path)
+    with pytest.raises(DataError, match="trust"):
+        read_vpr_bench_ground_truth(tmp_path / "ds" / "ground_truth_new.npy")
+
+
+def test_vpr_bench_import_with_trust(tmp_path):
+    scores = _vpr_bench_files(tmp_path)
+    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy", trust=True)
+    ds = load_dataset(path, tmp_path)
+    q = ds.queries[ds.default_query]
+    assert len(q) == 6 and len(ds.reference) == 8 and len(q.image_paths) == 6
+    assert np.array_equal(ds.distances.argmin(1), scores.argmax(1))
+    gt = ds.split("test").ground_truth
+    assert gt.positives(3).tolist() == [3, 4] and gt.positives(2).tolist() == [2]
+    assert ds.meta["encoding_time_s"] == 1.5 and ds.meta["matching_time_s"] == 0.25
+    assert gt.hits(ds.distances.argmin(1)[:, None]).all()
+
+
+def test_vpr_bench_mismatched_image_count(tmp_path):
+    _vpr_bench_files(tmp_path)
+    (tmp_path / "ds" / "ref" / "0000007.jpg").unlink()
+    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy", trust=True)
+    with pytest.raises(DataError, match="7 images but the score matrix has 8 references"):
+        load_dataset(path, tmp_path)
+
+
+def test_sequence_methods_run_on_imported_distances(tmp_path):
+    """Every method that needs only distances runs on an imported matrix; SeqMatch fixes a single-image confuser."""
+    from vprbench.method import RunContext
+    from vprbench.registry import default_registry
+
+    n = 30
+    rng = np.random.default_rng(3)
+    s = rng.random((n, n)) * 0.5
+    s[np.arange(n), np.arange(n)] += 0.4  # true matches a little more similar on average
+    s[7, 10] = 2.0  # a single-image confuser for query 10 (S is [n_ref, n_query])
+    np.save(tmp_path / "S.npy", s)
+    np.savez(tmp_path / "gt.npz", GThard=np.eye(n, dtype=bool), GTsoft=np.eye(n, dtype=bool))
+    ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
+    sd = ds.split("test")
+    assert sd.distances.argmin(1)[10] == 7  # the single image is fooled
+    reg = default_registry()
+    ctx = RunContext(seq_len=5, top_k=3)
+    ran = []
+    for name in reg.names():
+        cls = reg.get(name)
+        if tuple(cls.info.needs) != ("distances",) or cls.info.trains:
+            continue
+        r = reg.create(name).rank(sd, ctx)
+        assert r.indices.shape[0] == n, name
+        ran.append(name)
+    assert "seqmatch" in ran
+    r = reg.create("seqmatch").rank(sd, ctx)
+    assert r.indices[10, 0] == 10

