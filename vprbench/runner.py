@@ -274,6 +274,7 @@ class Runner:
                 "params": method.params,
                 "user_params": dict(spec.params),
                 "resolved_params": getattr(method, "resolved_params", None),
+                "training": getattr(method, "training_info", None),
                 "dataset": ds.name,
                 "dataset_fingerprint": ds.fingerprint,
                 "train_dataset": train_ds.name if trains else None,
