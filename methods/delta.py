@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vprbench.dataset import SplitData
-from vprbench.kernels import sequential_descriptor_topk
-from vprbench.method import Method, MethodInfo, Ranking, RunContext
-from vprbench.windows import traverse_windows
+from vprbench.method import MethodInfo
+from vprbench.sequential_descriptors import WindowWeightedDescriptor
 
 
 def delta_weights(seq_len: int) -> np.ndarray:
@@ -21,7 +19,7 @@ def delta_weights(seq_len: int) -> np.ndarray:
     return w
 
 
-class Delta(Method):
+class Delta(WindowWeightedDescriptor):
     """Delta descriptor: L2-normalised weighted sum with weights -1/(L/2) (first L//2 frames), +1/(L/2) (rest).
 
     Garg & Milford, "SeqNet: Learning descriptors for sequence-based hierarchical place
@@ -44,11 +42,4 @@ class Delta(Method):
         needs=("descriptors",),
     )
 
-    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
-        qw = traverse_windows(split.query, ctx.seq_len, ctx.boundary)
-        rw = traverse_windows(split.reference, ctx.seq_len, ctx.boundary)
-        with ctx.timings("match"):
-            idx, dist = sequential_descriptor_topk(
-                split.query.descriptors, split.reference.descriptors, qw, rw, delta_weights(ctx.seq_len), ctx.top_k
-            )
-        return Ranking(idx, dist)
+    weights = staticmethod(delta_weights)

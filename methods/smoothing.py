@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vprbench.dataset import SplitData
-from vprbench.kernels import sequential_descriptor_topk
-from vprbench.method import Method, MethodInfo, Ranking, RunContext
-from vprbench.windows import traverse_windows
+from vprbench.method import MethodInfo
+from vprbench.sequential_descriptors import WindowWeightedDescriptor
 
 
 def smoothing_weights(seq_len: int) -> np.ndarray:
@@ -15,7 +13,7 @@ def smoothing_weights(seq_len: int) -> np.ndarray:
     return np.full(seq_len, 1.0 / seq_len, dtype=np.float32)
 
 
-class Smoothing(Method):
+class Smoothing(WindowWeightedDescriptor):
     """Sequential descriptor = L2-normalised mean of the window's L2-normalised frame descriptors.
 
     Garg & Milford, "SeqNet: Learning descriptors for sequence-based hierarchical place
@@ -36,11 +34,4 @@ class Smoothing(Method):
         needs=("descriptors",),
     )
 
-    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
-        qw = traverse_windows(split.query, ctx.seq_len, ctx.boundary)
-        rw = traverse_windows(split.reference, ctx.seq_len, ctx.boundary)
-        with ctx.timings("match"):
-            idx, dist = sequential_descriptor_topk(
-                split.query.descriptors, split.reference.descriptors, qw, rw, smoothing_weights(ctx.seq_len), ctx.top_k
-            )
-        return Ranking(idx, dist)
+    weights = staticmethod(smoothing_weights)

@@ -134,3 +134,35 @@ def test_report_tables_group_by_family(tmp_path):
     assert "\\toprule" in paths["tex"].read_text()
     assert any(p.name.endswith("distance-matrix.png") for p in paths.values())
     assert (summary["seeds"] == 2).all()
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    from vprbench.records import atomic_path
+
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) != "0o600"
+
+
+class Interrupting(Method):
+    info = MethodInfo(name="interrupting", family="single-image", summary="Ctrl-C during rank")
+
+    def rank(self, split, ctx):
+        raise KeyboardInterrupt
+
+
+def test_interrupted_run_resumes(tmp_path):
+    reg = registry_with(Interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "netvlad,interrupting,seqmatch", reg)
+    assert len(list(tmp_path.glob("records/toy/netvlad/*.json"))) == 1
+    assert not list(tmp_path.glob("records/toy/seqmatch/*.json")) and not list(tmp_path.rglob("*.tmp"))
+    summary = run(tmp_path, "netvlad,seqmatch", reg)
+    assert [o.status for o in summary.outcomes] == ["skipped", "done"]

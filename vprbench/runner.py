@@ -160,24 +160,24 @@ class Runner:
     def record_path(self, spec: MethodSpec, seed: int, key: str, dataset: str) -> Path:
         return self.out / "records" / slug(dataset) / slug(spec.name) / f"{slug(spec.label)}-seed{seed}-{key}.json"
 
-    def job_key(self, method: Method, spec: MethodSpec, seed: int, ds: BenchmarkDataset, train_fp: str | None) -> str:
+    def job_identity(self, method: Method, spec: MethodSpec, seed: int, ds: BenchmarkDataset, train_ds: BenchmarkDataset) -> dict[str, Any]:
+        """Everything a job's result depends on; its hash is the job key."""
         c = self.config
-        return stable_hash(
-            {
-                "method": spec.name,
-                "params": method.params,
-                "dataset": ds.name,
-                "fingerprint": ds.fingerprint,
-                "train": train_fp,
-                "split": c.split,
-                "query": c.query or ds.default_query,
-                "seq_len": c.seq_len,
-                "boundary": c.boundary,
-                "seed": seed,
-                "top_k": c.top_k,
-                "schema": SCHEMA_VERSION,
-            }
-        )
+        trains = method.info.trains
+        return {
+            "method": spec.name,
+            "params": method.params,
+            "dataset": ds.name,
+            "dataset_fingerprint": ds.fingerprint,
+            "train_dataset": train_ds.name if trains else None,
+            "train_fingerprint": train_ds.fingerprint if trains else None,
+            "split": c.split,
+            "query": c.query or ds.default_query,
+            "seq_len": c.seq_len,
+            "boundary": c.boundary,
+            "seed": seed,
+            "top_k": c.top_k,
+        }
 
     # running ------------------------------------------------------------------------------
     def run(self, specs: Sequence[MethodSpec]) -> RunSummary:
@@ -203,7 +203,8 @@ class Runner:
         c = self.config
         method = self.registry.create(spec.name, **spec.params)
         trains = method.info.trains
-        key = self.job_key(method, spec, seed, ds, train_ds.fingerprint if trains else None)
+        identity = self.job_identity(method, spec, seed, ds, train_ds)
+        key = stable_hash({**identity, "schema": SCHEMA_VERSION})
         path = self.record_path(spec, seed, key, ds.name)
         if path.exists() and not c.force:
             try:
@@ -266,24 +267,14 @@ class Runner:
             "schema_version": SCHEMA_VERSION,
             "key": key,
             "job": {
-                "method": spec.name,
+                **identity,
                 "label": spec.label,
                 "family": method.info.family,
                 "trains": trains,
                 "single_match": single,
-                "params": method.params,
                 "user_params": dict(spec.params),
                 "resolved_params": getattr(method, "resolved_params", None),
                 "training": getattr(method, "training_info", None),
-                "dataset": ds.name,
-                "dataset_fingerprint": ds.fingerprint,
-                "train_dataset": train_ds.name if trains else None,
-                "split": c.split,
-                "query": c.query or ds.default_query,
-                "seq_len": c.seq_len,
-                "boundary": c.boundary,
-                "seed": seed,
-                "top_k": c.top_k,
                 "device": c.device,
             },
             "dataset": {
