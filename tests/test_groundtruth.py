@@ -53,3 +53,10 @@ def test_bad_inputs():
         gt.hits(np.zeros((3, 1), dtype=int))
     with pytest.raises(DataError, match="out of range"):
         GroundTruth.from_lists([[5]], n_ref=2)
+
+
+def test_subset_matches_dense_for_unordered_selection():
+    rng = np.random.default_rng(5)
+    dense = rng.random((40, 30)) < 0.2
+    q, r = rng.permutation(40)[:15], np.sort(rng.permutation(30)[:12])
+    np.testing.assert_array_equal(GroundTruth.from_dense(dense).subset(q, r).to_dense(), dense[np.ix_(q, r)])

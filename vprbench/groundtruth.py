@@ -128,13 +128,16 @@ class GroundTruth:
         r = np.asarray(ref_indices, dtype=np.int64)
         new_col = np.full(self.n_ref, -1, dtype=np.int64)
         new_col[r] = np.arange(r.size)
-        lists = []
-        for qi in q:  # per-query list slicing; ground truth is built once per split
-            cols = new_col[self.positives(int(qi))]
-            lists.append(cols[cols >= 0])
+        new_row = np.full(self.n_query, -1, dtype=np.int64)
+        new_row[q] = np.arange(q.size)
+        rows = new_row[np.repeat(np.arange(self.n_query), self.counts)]
+        cols = new_col[self.indices]
+        keep = (rows >= 0) & (cols >= 0)
+        rows, cols = rows[keep], cols[keep]
+        order = np.lexsort((cols, rows))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=q.size))]).astype(np.int64)
         soft = self.soft.subset(q, r) if self.soft is not None else None
-        gt = GroundTruth.from_lists(lists, r.size, radius=self.radius)
-        return GroundTruth(gt.indptr, gt.indices, gt.n_ref, self.radius, soft)
+        return GroundTruth(indptr, cols[order], int(r.size), self.radius, soft)
 
     def to_dense(self) -> np.ndarray:
         """[n_query, n_ref] boolean matrix (small problems only)."""

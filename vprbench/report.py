@@ -51,6 +51,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row["n_without_positive"] = m["n_without_positive"]
         t = r["timings_s"]
         row["fit_s"] = t.get("fit", 0.0)
+        row["fit_cached"] = bool((job.get("training") or {}).get("cache_hit", False))
         row["rank_s"] = t.get("rank", np.nan)
         row["peak_mb"] = r.get("memory_mb", {}).get("peak_rss", np.nan)
         row["_path"] = r.get("_path")
@@ -75,6 +76,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     agg["R@1 std"] = df.groupby(keys, dropna=False)["R@1"].std(ddof=0) if "R@1" in df else np.nan
     agg["seeds"] = df.groupby(keys, dropna=False)["seed"].nunique()
     agg["n_evaluated"] = df.groupby(keys, dropna=False)["n_evaluated"].first()
+    agg["fit_cached"] = df.groupby(keys, dropna=False)["fit_cached"].all() if "fit_cached" in df else False
     return agg.reset_index().sort_values(GROUP_KEYS + ["family_order", "label"]).reset_index(drop=True)
 
 
@@ -97,7 +99,8 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
         for _, r in g.iterrows():
             fam = r["family"] if r["family"] != last_family else ""
             last_family = r["family"]
-            row = [fam, r["label"], *[_cell(r[c]) for c in rc], _cell(r["PR-AUC"]), _cell(r["fit_s"], 1), _cell(r["rank_s"], 2)]
+            fit = "cached" if r.get("fit_cached", False) else _cell(r["fit_s"], 1)
+            row = [fam, r["label"], *[_cell(r[c]) for c in rc], _cell(r["PR-AUC"]), fit, _cell(r["rank_s"], 2)]
             if multi_seed:
                 row.insert(3, _cell(r["R@1 std"]))
             rows.append(row)
