@@ -87,3 +87,20 @@ def test_grid_expansion(tmp_path):
         expand("p", ["k=4"], reg)
     with pytest.raises(ConfigError, match="unbalanced"):
         split_top_level("p[k=1")
+
+
+def test_entry_point_plugins(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import vprbench.registry as registry_module
+
+    write(tmp_path, "thirdparty_vpr.py", "third-party", "ThirdParty")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [
+        EntryPoint("tp", "thirdparty_vpr:ThirdParty", "vprbench.methods"),
+        EntryPoint("broken", "no_such_module_xyz:Thing", "vprbench.methods"),
+    ]
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: eps if group == "vprbench.methods" else [])
+    reg = discover()
+    assert reg.get("third-party").source.startswith("entry point 'tp'")
+    assert any("no_such_module_xyz" in err for err in reg.failures.values())

@@ -24,7 +24,7 @@ examples:
   vprbench run --methods netvlad,seqmatch --seq-len 10 --seeds 0,1,2
   vprbench run --methods "seqmatch[variant=meanOfPairs|centerOnly]"    a parameter grid
   vprbench run --methods seqmatch --param seqmatch.variant=centerOnly
-  vprbench report results                        tables and plots from finished runs
+  vprbench report                                tables and plots from finished runs (results/runs)
 """
 
 
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--dataset-param", action="append", default=[], metavar="KEY=VALUE",
                        help="override a parameter of the dataset definition, e.g. extractor=patchnorm (repeatable)")
     p_run.add_argument("--data-dir", default=None, help="folder with downloaded datasets (default: $VPRBENCH_DATA_DIR)")
-    p_run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    p_run.add_argument("--out", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
     p_run.add_argument("--top-k", type=int, default=20, help="references ranked per query (default: 20)")
     p_run.add_argument("--device", default="cpu", help="torch device for learned methods, e.g. cpu or cuda (default: cpu)")
     p_run.add_argument("--memory-mb", type=float, default=512.0, help="memory budget of one distance block in MiB (default: 512)")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_chk.add_argument("names", nargs="+", help="method names, or 'all'")
 
     p_rep = sub.add_parser("report", help="aggregate results into tables (Markdown, CSV, LaTeX) and plots")
-    p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results"), help="results folder (default: ./results)")
+    p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
     p_rep.add_argument("--no-plots", action="store_true", help="tables only")
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
