@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
 
+    for sub_parser in sub.choices.values():  # -q works after the command too
+        sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
     try:
         from .datasets_cli import add_datasets_parser
     except ImportError:  # pragma: no cover - optional module
