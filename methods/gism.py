@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from vprbench.dataset import SplitData
-from vprbench.graph_search import SIMILARITIES, CostRows, graph_ranking_arrays, lazy_search
+from vprbench.graph_search import GRAPH_PARAMS, CostRows, graph_ranking_arrays, lazy_search
 from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
+from vprbench.method import Method, MethodInfo, Ranking, RunContext
 
-GRAPH_PARAMS = {
-    "fanOut": Param(5, "children of (q, r) are (q+1, r-fanOut..r+fanOut), >= 0"),
-    "expansionRate": Param(0.7, "weight of the lazy expansion rule, >= 0"),
-    "nonMatchCost": Param(6.0, "nodes with cost 1/similarity above this are hidden (no match), >= 0"),
-    "similarity": Param("cosine", "similarity behind the node cost 1/s: raw cosine or (1+cos)/2", SIMILARITIES),
-}
 
 
 class GISM(Method):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from vprbench.dataset import SplitData
-from vprbench.graph_search import SIMILARITIES, CostRows, dp_search, graph_ranking_arrays
+from vprbench.graph_search import GRAPH_PARAMS, CostRows, dp_search, graph_ranking_arrays
 from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
+from vprbench.method import Method, MethodInfo, Ranking, RunContext
 
 
 class GISMDP(Method):
@@ -24,11 +24,7 @@ class GISMDP(Method):
         summary="exact dynamic programming on GISM's graph (reference variant, one match per query)",
         paper="variant of Vysotska & Stachniss, RA-L 2016 (exact search instead of the lazy heuristic)",
         needs=("distances",),
-        params={
-            "fanOut": Param(5, "predecessors of (q, r) are (q-1, r-fanOut..r+fanOut), >= 0"),
-            "nonMatchCost": Param(6.0, "nodes with cost 1/similarity above this are hidden (no match), >= 0"),
-            "similarity": Param("cosine", "similarity behind the node cost 1/s: raw cosine or (1+cos)/2", SIMILARITIES),
-        },
+        params={k: v for k, v in GRAPH_PARAMS.items() if k != "expansionRate"},  # exact search: no lazy rule
         single_match=True,
         uses_sequences=False,
     )

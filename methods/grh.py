@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vprbench.dataset import SplitData
 from vprbench.errors import ConfigError
-from vprbench.graph_search import SIMILARITIES, CostRows, DimensionHash, graph_ranking_arrays, lazy_search
+from vprbench.graph_search import GRAPH_PARAMS, CostRows, DimensionHash, graph_ranking_arrays, lazy_search
 from vprbench.kernels import split_distance_source
 from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
 
@@ -36,10 +36,7 @@ class GRH(Method):
         paper="Vysotska & Stachniss, Relocalization under substantial appearance changes using hashing, IROS 2017 Workshop",
         needs=("distances",),
         params={
-            "fanOut": Param(5, "children of (q, r) are (q+1, r-fanOut..r+fanOut), >= 0"),
-            "expansionRate": Param(0.7, "weight of the lazy expansion rule, >= 0"),
-            "nonMatchCost": Param(6.0, "nodes with cost 1/similarity above this are hidden (no match), >= 0"),
-            "similarity": Param("cosine", "similarity behind the node cost 1/s: raw cosine or (1+cos)/2", SIMILARITIES),
+            **GRAPH_PARAMS,
             "lostWindow": Param(5, "path nodes checked for the lost test, >= 1"),
             "lostRatio": Param(0.8, "lost when the hidden fraction of those nodes exceeds this, in [0, 1)"),
             "hash": Param(True, "propose relocalisation candidates with the dimension hash (needs descriptors)"),

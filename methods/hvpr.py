@@ -103,6 +103,6 @@ class HVPR(Method):
         order = np.lexsort((np.arange(cand.shape[1])[None, :].repeat(len(cand), 0), d), axis=1)
         idx = np.take_along_axis(cand, order, axis=1)
         dist = np.take_along_axis(d, order, axis=1)
-        idx = np.where(np.isfinite(dist), idx, -1)
+        # references the re-ranker cannot score keep their place after the scored ones (distance inf)
         keep = min(ctx.top_k, cand.shape[1])
         return Ranking(idx[:, :keep], dist[:, :keep])

@@ -14,7 +14,7 @@ class SeqMatch(Method):
     Garg & Milford, "SeqMatchNet: Contrastive learning with sequence matching for place
     recognition & relocalization", CoRL 2021. The distance between the query window at t and the
     reference window at s is the mean of the L aligned single-image Euclidean distances
-    ("meanOfPairs"), or only the centre term ("centerOnly", offset L//2: the frame itself, also
+    ("meanOfPairs"), or only the centre term ("centerOnly", offset L//2 of the window: the frame itself, except where a "shift" window was moved inward at a segment bound; also
     for even L, see :mod:`vprbench.windows`). Computed as one distance matrix per block of queries
     aggregated along diagonals (:func:`vprbench.kernels.sequence_topk_from`), from descriptors or
     from the dataset's imported single-image distance matrix.

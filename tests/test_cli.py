@@ -52,3 +52,18 @@ def test_help_mentions_examples(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "vprbench run --methods all" in capsys.readouterr().out
+
+
+def test_dataset_params_parse_booleans_strictly():
+    from vprbench.cli import _key_values
+
+    assert _key_values(["trust=False", "dim=8", "extractor=patchnorm", "x=TRUE"]) == {
+        "trust": False, "dim": 8, "extractor": "patchnorm", "x": True}
+
+
+def test_trust_must_be_a_real_boolean(tmp_path):
+    from vprbench.errors import ConfigError
+    from vprbench.extractors import _load_state_dict
+
+    with pytest.raises(ConfigError, match="trust must be True or False"):
+        _load_state_dict(tmp_path / "x.pt", "False")

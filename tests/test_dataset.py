@@ -71,3 +71,13 @@ def test_split_views_are_reindexed_and_disjoint(toy_dataset):
 def test_imported_distance_matrix_shape_checked():
     with pytest.raises(DataError, match=r"distance matrix has shape \(3, 3\), expected"):
         BenchmarkDataset("m", trav(), {"q": trav()}, {}, radius=1.0, distances=np.zeros((3, 3)))
+
+
+def test_fingerprint_covers_segments_and_timestamps(toy_dataset):
+    from dataclasses import replace
+
+    ref = toy_dataset.reference
+    cut = replace(ref, segments=np.repeat([[0, 60], [60, 120]], 60, axis=0))
+    timed = replace(ref, timestamps=np.arange(len(ref), dtype=float))
+    fps = {replace(toy_dataset, reference=r).fingerprint for r in (ref, cut, timed)}
+    assert len(fps) == 3

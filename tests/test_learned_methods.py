@@ -230,3 +230,25 @@ def test_seqmatchnet_beats_seqmatch_on_nordland_64x32():
     learned = recall_at_n(gt.hits(m.rank(test, ctx).indices), (1,), gt.has_positive)[1]
     raw = recall_at_n(gt.hits(REG.create("seqmatch").rank(test, ctx).indices), (1,), gt.has_positive)[1]
     assert learned > raw + 0.03
+
+
+def test_queries_without_window_get_no_match_under_drop(toy_dataset, tmp_path):
+    ctx = RunContext(seed=0, seq_len=5, boundary="drop", top_k=3, cache_dir=tmp_path)
+    m = REG.create("seqnet-s1", epochs=1)
+    m.fit(toy_dataset.split("train"), None, ctx)
+    test = toy_dataset.split("test")
+    r = m.rank(test, ctx)
+    assert (r.indices[:2] == -1).all() and (r.indices[-2:] == -1).all() and (r.indices[2:-2, 0] >= 0).all()
+    d = m.score_candidates(test, ctx, np.tile(np.arange(2, 5), (len(test.query), 1)))  # references with windows
+    assert np.isinf(d[:2]).all() and np.isfinite(d[2:-2]).all()
+
+
+def test_hvpr_keeps_shortlist_entries_the_reranker_cannot_score(toy_dataset):
+    ctx = RunContext(seed=0, seq_len=3, top_k=10)
+    m = REG.create("hvpr", shortlister="netvlad", reranker="gism", shortlist_k=10)
+    test = toy_dataset.split("test")
+    r = m.rank(test, ctx)
+    short = REG.create("netvlad").rank(test, RunContext(seed=0, seq_len=3, top_k=10))
+    assert r.k == 10 and (r.indices >= 0).all()
+    np.testing.assert_array_equal(np.sort(r.indices, axis=1), np.sort(short.indices, axis=1))
+    assert np.isinf(r.distances[:, 1:]).all()  # gism scores one reference per query; the rest follow

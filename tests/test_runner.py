@@ -166,3 +166,18 @@ def test_interrupted_run_resumes(tmp_path):
     assert not list(tmp_path.glob("records/toy/seqmatch/*.json")) and not list(tmp_path.rglob("*.tmp"))
     summary = run(tmp_path, "netvlad,seqmatch", reg)
     assert [o.status for o in summary.outcomes] == ["skipped", "done"]
+
+
+def test_report_never_averages_different_data(tmp_path):
+    reg = discover()
+    for seed in (0, 1):  # same dataset name, different content
+        Runner(RunConfig(dataset="toy", out=tmp_path), reg, [make_toy_dataset(n=200, seed=seed)]).run(expand("netvlad", [], reg))
+    summary, paths = report(tmp_path, plots=True)
+    assert len(summary) == 2 and (summary["seeds"] == 1).all()
+    assert paths["md"].read_text().count("### toy / test") == 2
+    assert len(list((tmp_path / "plots").glob("*distance-matrix.png"))) == 2
+
+
+def test_memory_budget_must_be_positive():
+    with pytest.raises(ConfigError, match="--memory-mb must be > 0"):
+        RunConfig(dataset="toy", out=".", memory_mb=0)

@@ -325,3 +325,19 @@ def test_real_struct_checksums_recorded():
         structs = [s for s in status if s.spec.path.startswith("seqnet-structs/")]
         assert structs and all(s.ok for s in structs), [s.problem for s in structs if not s.ok]
         assert all(not s.ok and "missing" in s.problem for s in status if s.spec.path.startswith("seqnet-descriptors/"))
+
+
+def test_corrupt_and_truncated_descriptor_files_are_named(tmp_path):
+    from vprbench.errors import DataError
+    from vprbench.seqnet_format import load_descriptors
+
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(b"\x00\x01garbage" * 10)
+    with pytest.raises(DataError, match=r"junk\.npy: not a \.npy file"):
+        load_descriptors(junk, 4, 3)
+    full = tmp_path / "full.npy"
+    np.save(full, np.ones((40, 3), np.float32))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(full.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"cut\.npy: not a plain \.npy array \(corrupt or truncated"):
+        load_descriptors(cut, 40, 3)

@@ -56,3 +56,17 @@ def test_bad_lengths():
         traverse_windows(t, 5)
     with pytest.raises(ConfigError, match="boundary policy"):
         window_starts(t.segment_bounds, 3, "wrap")
+
+
+def test_short_last_segment_keeps_windows_inside_the_traverse():
+    from vprbench.kernels import sequence_topk
+
+    seg = segment_bounds_from_ids(np.repeat([0, 1], [38, 2]))
+    for policy in ("shift", "drop"):
+        starts, valid = window_starts(seg, 5, policy)
+        assert (starts >= 0).all() and (starts + 5 <= 40).all()
+        assert not valid[-2:].any()
+    x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    starts, valid = window_starts(seg, 5, "shift")
+    idx, _ = sequence_topk(x, x, starts, starts, 5, 3, r_valid=valid)
+    assert (starts[idx[valid, 0]] == starts[valid]).all()  # identical traverses: the same window wins

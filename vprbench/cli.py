@@ -47,6 +47,9 @@ def _key_values(items: list[str]) -> dict[str, object]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--dataset-param {item!r}: expected KEY=VALUE")
+        if value.strip().lower() in ("true", "false"):
+            out[key.strip()] = value.strip().lower() == "true"
+            continue
         try:
             out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:

@@ -194,6 +194,9 @@ class BenchmarkDataset:
         for t in (self.reference, *self.queries.values()):
             h.update(t.name.encode())
             h.update(np.ascontiguousarray(t.positions).tobytes())
+            h.update(np.ascontiguousarray(t.segment_bounds).tobytes())
+            if t.timestamps is not None:
+                h.update(np.ascontiguousarray(t.timestamps).tobytes())
             if t.descriptors is not None:
                 h.update(t.descriptors.tobytes())
             if t.image_paths is not None:

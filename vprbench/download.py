@@ -108,7 +108,8 @@ def require_data_dir(definition: DatasetDefinition, data_dir: Path | None) -> Pa
         )
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"dataset {definition.name!r}: data directory {data_dir} does not exist")
+        state = "is not a directory" if data_dir.exists() else "does not exist"
+        raise DataError(f"dataset {definition.name!r}: data directory {data_dir} {state}")
     return data_dir
 
 

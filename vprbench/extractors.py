@@ -141,6 +141,8 @@ class PatchNormExtractor(Extractor):
 
 
 def _load_state_dict(path: Path, trust: bool) -> dict:
+    if not isinstance(trust, bool):  # a string such as "False" must never switch unpickling on
+        raise ConfigError(f"{path}: trust must be True or False, got {trust!r}")
     import pickle
 
     import torch

@@ -21,8 +21,17 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .kernels import DistanceSource, block_rows
+from .method import Param
 
 SIMILARITIES: tuple[str, ...] = ("cosine", "shifted")
+
+#: Parameters shared by the graph matchers (gism, grh, gism-dp), with the released code's defaults.
+GRAPH_PARAMS: dict[str, Param] = {
+    "fanOut": Param(5, "children of (q, r) are (q+1, r-fanOut..r+fanOut), >= 0"),
+    "expansionRate": Param(0.7, "weight of the lazy expansion rule, >= 0"),
+    "nonMatchCost": Param(6.0, "nodes with cost 1/similarity above this are hidden (no match), >= 0"),
+    "similarity": Param("cosine", "similarity behind the node cost 1/s: raw cosine or (1+cos)/2", SIMILARITIES),
+}
 #: Cost of a node whose similarity is below 1e-9 (the released code uses DBL_MAX; a finite
 #: stand-in keeps sums and means finite while no real path can compete with it).
 MAX_COST = 1e12

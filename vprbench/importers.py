@@ -224,7 +224,9 @@ def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> Benc
     missing = [r for r in (gt_rel, p["matches"]) if not (data_dir / r).is_file()]
     if missing:
         raise missing_files_error(definition, data_dir, missing)
-    trust = bool(p.get("trust", False))
+    trust = p.get("trust", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"dataset definition {definition.source}: trust must be true or false (a TOML boolean), got {trust!r}")
     m = read_vpr_bench_matches(data_dir / p["matches"], trust)
     n_q, n_r = m["scores"].shape
     gq, positives = read_vpr_bench_ground_truth(ddir / "ground_truth_new.npy", trust, n_r)

@@ -13,11 +13,12 @@ from tabulate import tabulate
 from .errors import ConfigError, DataError
 from .method import FAMILIES
 from .records import read_record
-from .runner import slug
+from .runner import example_path, slug
 
 log = logging.getLogger("vprbench")
 
-GROUP_KEYS = ["dataset", "split", "query", "seq_len", "boundary"]
+#: Records are only averaged within one of these groups (the same data, split and sequence setup).
+GROUP_KEYS = ["dataset", "dataset_fingerprint", "split", "query", "seq_len", "boundary"]
 
 
 def load_records(root: Path) -> list[dict[str, Any]]:
@@ -42,7 +43,9 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in records:
         job, m = r["job"], r["metrics"]
-        row = {k: job[k] for k in ("dataset", "split", "query", "seq_len", "boundary", "seed", "method", "label", "family", "train_dataset")}
+        row = {k: job.get(k) for k in ("dataset", "dataset_fingerprint", "split", "query", "seq_len", "boundary", "seed", "method", "label", "family", "train_dataset")}
+        if row["train_dataset"] and row["train_dataset"] != row["dataset"]:
+            row["label"] = f"{row['label']} (trained on {row['train_dataset']})"
         for n, v in m["recall_at"].items():
             row[f"R@{n}"] = np.nan if v is None else v
         row["PR-AUC"] = m["pr"]["auc"]
@@ -93,7 +96,7 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
     rc = recall_columns(summary)
     blocks = []
     for key, g in summary.groupby(GROUP_KEYS, sort=False, dropna=False):
-        ds, split, query, seq_len, boundary = key
+        ds, fingerprint, split, query, seq_len, boundary = key
         rows, last_family = [], None
         multi_seed = (g["seeds"] > 1).any()
         for _, r in g.iterrows():
@@ -107,7 +110,8 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
         headers = ["family", "method", *rc, "PR-AUC", "fit s", "rank s"]
         if multi_seed:
             headers.insert(3, "R@1 std")
-        title = f"{ds} / {split} (query {query}, L={seq_len}, boundary {boundary}, {int(g['n_evaluated'].iloc[0])} queries)"
+        title = (f"{ds} / {split} (query {query}, L={seq_len}, boundary {boundary}, {int(g['n_evaluated'].iloc[0])} queries, "
+                 f"data {str(fingerprint)[:8]})")
         table = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
         if tablefmt == "github":
             blocks.append(f"### {title}\n\n{table}")
@@ -139,8 +143,8 @@ def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_
     by_path = {r["_path"]: r for r in records}
     written: list[Path] = []
     for key, g in df.groupby(GROUP_KEYS, sort=False, dropna=False):
-        ds, split, query, seq_len, boundary = key
-        stem = slug(f"{ds}-{split}-{query}-L{seq_len}-{boundary}")
+        ds, fingerprint, split, query, seq_len, boundary = key
+        stem = slug(f"{ds}-{split}-{query}-L{seq_len}-{boundary}-{str(fingerprint)[:8]}")
         first = g.sort_values(["family_order", "label", "seed"]).drop_duplicates("label")  # one seed per label
         recs = [(row["label"], by_path[row["_path"]]) for _, row in first.iterrows()]
 
@@ -173,7 +177,7 @@ def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_
         plt.close(fig)
         written.append(path)
 
-        example = root / "examples" / f"{slug(ds)}-{slug(split)}.npz"
+        example = example_path(root, ds, split, query, fingerprint)
         if example.exists():
             written.append(_plot_example(example, recs, root, out_dir / f"{stem}-distance-matrix.png", plt))
     return written

@@ -78,6 +78,8 @@ class RunConfig:
             raise ConfigError(f"--top-k must be >= 1, got {self.top_k}")
         if not self.seeds:
             raise ConfigError("--seeds is empty")
+        if not self.memory_mb > 0:
+            raise ConfigError(f"--memory-mb must be > 0 MiB, got {self.memory_mb}")
         self.top_k = max(self.top_k, max(self.ns))
 
 
@@ -188,7 +190,7 @@ class Runner:
         check_seq_len(c.seq_len, test.reference.segment_bounds, what=f"reference traverse of {ds.name}/{c.split}")
         train_ds = self.dataset(c.train_dataset)[0] if c.train_dataset else ds
         mask = query_mask(test, c.seq_len, c.boundary)
-        self._save_example(ds, test)
+        self._save_example(ds, test, c.query or ds.default_query)
         summary = RunSummary()
         jobs = [(spec, seed) for spec in specs for seed in c.seeds]
         for i, (spec, seed) in enumerate(jobs, 1):
@@ -311,12 +313,12 @@ class Runner:
                  "-" if single else f"{r.get(5, float('nan')):.3f}", total)
         return JobOutcome(spec, seed, "done", path, record)
 
-    def _save_example(self, ds: BenchmarkDataset, split: SplitData) -> None:
+    def _save_example(self, ds: BenchmarkDataset, split: SplitData, query: str) -> None:
         """Save a crop of the split's single-image distance matrix for the report's overlay plot.
 
         The crop covers the first queries and the reference frames around their positions.
         """
-        path = self.out / "examples" / f"{slug(ds.name)}-{slug(split.split)}.npz"
+        path = example_path(self.out, ds.name, split.split, query, ds.fingerprint)
         if path.exists() and not self.config.force:
             return
         nq, nr = min(EXAMPLE_SIZE, len(split.query)), min(EXAMPLE_SIZE, len(split.reference))
@@ -331,6 +333,11 @@ class Runner:
             return
         gt = split.ground_truth.subset(np.arange(nq), np.arange(r0, r0 + nr)).to_dense()
         save_npz_atomic(path, distances=d, gt=gt, query_start=0, ref_start=r0)
+
+
+def example_path(root: Path, dataset: str, split: str, query: str, fingerprint: str) -> Path:
+    """Where the distance-matrix crop of a (dataset content, split, query) is saved."""
+    return Path(root) / "examples" / f"{slug(dataset)}-{slug(split)}-{slug(query)}-{fingerprint}.npz"
 
 
 def _thin_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200) -> dict[str, np.ndarray]:

@@ -267,10 +267,15 @@ def load_descriptors(path: str | Path, rows: int | None = None, dim: int | None 
     expected = f"[{rows if rows is not None else 'rows'}, {dim if dim is not None else 'D'}]"
     if not path.is_file():
         raise DataError(f"{path}: descriptor file not found; expected a float32 .npy of shape {expected}{hint}")
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not a .npy file (corrupt, or another format); expected a float32 .npy of shape {expected}{hint}")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as e:
-        raise DataError(f"{path}: not a plain .npy array ({e}); descriptor files must not need pickling") from None
+        pickled = "pickle" in str(e) or "Python objects" in str(e)
+        reason = "it holds pickled Python objects, which vprbench does not load" if pickled else f"corrupt or truncated: {e}"
+        raise DataError(f"{path}: not a plain .npy array ({reason}); expected a float32 array of shape {expected}{hint}") from None
     if not isinstance(arr, np.ndarray) or arr.ndim != 2:
         raise DataError(f"{path}: descriptor array has shape {getattr(arr, 'shape', '?')}, expected {expected}{hint}")
     if (rows is not None and arr.shape[0] != rows) or (dim is not None and arr.shape[1] != dim):
@@ -376,12 +381,13 @@ def _needed_files(definition: DatasetDefinition, keys: list[str], with_descripto
     out = []
     for k in keys:
         v = definition.params.get(k)
-        if isinstance(v, dict):
-            out.extend(v.values())
-        elif isinstance(v, str):
-            out.append(v)
+        values = list(v.values()) if isinstance(v, dict) else [] if v is None else [v]
+        for item in values:
+            if not isinstance(item, str):
+                raise ConfigError(f"dataset definition {definition.source}: param {k!r} must hold file paths (strings), got {item!r}")
+        out.extend(values)
     if with_descriptors:
-        out += [definition.params["reference_descriptors"], definition.params["query_descriptors"]]
+        out += [_param(definition, "reference_descriptors"), _param(definition, "query_descriptors")]
     return out
 
 

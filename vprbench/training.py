@@ -527,6 +527,8 @@ def split_identity(split: SplitData | None) -> str:
         if t.descriptors is not None:
             h.update(str(t.descriptors.shape).encode())
             h.update(np.ascontiguousarray(t.descriptors).tobytes())
+    if split.explicit_ground_truth is not None:  # validation recall (best epoch) depends on it
+        h.update(split.explicit_ground_truth.indptr.tobytes() + split.explicit_ground_truth.indices.tobytes())
     h.update(repr((split.dataset, split.split, split.radius, split.nontrivial_radius, split.negative_radius)).encode())
     return h.hexdigest()[:20]
 
@@ -566,6 +568,7 @@ class TrainedSeqNetMethod(Method):
             "train_seq_len": train_seq_len, "seq_len": ctx.seq_len, "boundary": ctx.boundary,
             "train": split_identity(train), "val": split_identity(val), "vprbench": __version__,
             "train_dataset": train.dataset, "train_split": train.split,
+            "device": torch.device(ctx.device).type,  # GPU and CPU training are not bit-identical
         }
 
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
@@ -652,8 +655,11 @@ class TrainedSeqNetMethod(Method):
             return sequence_topk(e["q"], e["r"], e["q_starts"], e["r_starts"], e["L"], k, memory_mb=ctx.memory_mb, r_valid=e["r_valid"], progress=ctx.progress)
 
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
-        idx, dist = self._topk(self.embed(split, ctx), ctx, ctx.top_k)
-        return Ranking(idx, dist)
+        from .kernels import mask_queries
+
+        e = self.embed(split, ctx)
+        idx, dist = self._topk(e, ctx, ctx.top_k)
+        return Ranking(*mask_queries(idx, dist, e["q_valid"]))
 
     def _recall5(self, model: SeqNetModel, val: SplitData, ctx: RunContext) -> float:
         from .metrics import recall_at_n
@@ -671,7 +677,7 @@ class TrainedSeqNetMethod(Method):
         """
         e = self.embed(split, ctx)
         cand = np.asarray(candidates, dtype=np.int64)
-        ok = (cand >= 0) & e["r_valid"][np.maximum(cand, 0)]
+        ok = (cand >= 0) & e["r_valid"][np.maximum(cand, 0)] & e["q_valid"][:, None]
         c = np.maximum(cand, 0)
         q, r, L = e["q"], e["r"], e["L"]
         r_sq = np.einsum("ij,ij->i", r, r)

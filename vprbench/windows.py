@@ -49,7 +49,8 @@ def window_starts(segments: np.ndarray, seq_len: int, policy: BoundaryPolicy = "
         policy: ``"shift"`` or ``"drop"``.
 
     Returns:
-        starts: [n] int64 first frame of each frame's window (meaningless where not valid).
+        starts: [n] int64 first frame of each frame's window (meaningless where not valid, but
+            always inside the traverse when L <= n).
         valid: [n] bool, False for frames that get no window: under ``"drop"`` those whose centred
             window crosses a bound; under either policy those in a segment shorter than L.
 
@@ -67,9 +68,13 @@ def window_starts(segments: np.ndarray, seq_len: int, policy: BoundaryPolicy = "
     long_enough = (seg[:, 1] - seg[:, 0]) >= seq_len
     if policy == "shift":
         starts = np.clip(centred, seg[:, 0], np.maximum(seg[:, 1] - seq_len, seg[:, 0]))
-        return starts, long_enough
-    valid = (centred >= seg[:, 0]) & (centred + seq_len <= seg[:, 1])
-    return np.where(valid, centred, seg[:, 0]), valid & long_enough
+        valid = long_enough
+    else:
+        valid = (centred >= seg[:, 0]) & (centred + seq_len <= seg[:, 1]) & long_enough
+        starts = np.where(valid, centred, seg[:, 0])
+    # frames without a valid window still get one inside the traverse (a short last segment would
+    # otherwise start a window that runs past the end), so kernels can treat every row alike
+    return np.where(valid, starts, np.clip(starts, 0, max(n - seq_len, 0))), valid
 
 
 def window_indices(starts: np.ndarray, seq_len: int) -> np.ndarray:
