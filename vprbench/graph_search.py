@@ -98,9 +98,13 @@ class DimensionHash:
     references with any shared bit whose score is >= min + ``accept`` (max - min) over those.
     """
 
-    def __init__(self, ref_descriptors: np.ndarray, accept: float = 0.7) -> None:
-        self.bits = binarise(ref_descriptors).astype(np.float32)  # [nr, D]
-        counts = self.bits.sum(axis=0)
+    def __init__(self, ref_descriptors: np.ndarray, accept: float = 0.7, block: int = 4096) -> None:
+        import scipy.sparse as sp
+
+        x = np.asarray(ref_descriptors)
+        # sparse [nr, D] bit matrix built in row blocks: its non-zeros are the inverted index's postings
+        self.bits = sp.vstack([sp.csr_matrix(binarise(x[i : i + block]), dtype=np.float32) for i in range(0, len(x), block)]).tocsr()
+        counts = np.asarray(self.bits.sum(axis=0)).ravel()
         n = self.bits.shape[0]
         self.weights = np.where(counts > 0, np.log(n / np.maximum(counts, 1.0)), 0.0).astype(np.float32)
         self.accept = accept
