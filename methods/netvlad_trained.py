@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from torch import nn
 
 from vprbench.dataset import SplitData
 from vprbench.errors import ConfigError, DataError
+from vprbench.extractors import cached_array
 from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
 from vprbench.progress import progress_bar
 from vprbench.training import TripletData, deterministic, encode_frames, learned_params, resolve_device, train_triplet
@@ -133,26 +133,16 @@ class NetVLADTrained(Method):
                 raise DataError(f"{p}: image file not found") from None
             h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
         target = Path(ctx.cache_dir) / "features" / f"{h.hexdigest()[:20]}.npy" if ctx.cache_dir is not None else None
-        if target is not None and target.is_file():
-            try:
-                x = np.load(target, allow_pickle=False)
-                if x.ndim == 4 and x.shape[0] == len(paths):
-                    return x
-            except (ValueError, OSError):
-                pass
         backbone = ext.model[0]
-        out = []
-        with ctx.timings("encode"), torch.inference_mode():
-            for i in progress_bar(range(0, len(paths), ext.batch_size), enabled=ctx.progress, desc=f"backbone features: {what}"):
-                out.append(backbone(ext._tensor(paths[i : i + ext.batch_size])).cpu().numpy().astype(np.float16))
-        x = np.concatenate(out)
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, x, allow_pickle=False)
-            os.replace(tmp, target)
-        return x
+
+        def compute() -> np.ndarray:
+            out = []
+            with ctx.timings("encode"), torch.inference_mode():
+                for i in progress_bar(range(0, len(paths), ext.batch_size), enabled=ctx.progress, desc=f"backbone features: {what}"):
+                    out.append(backbone(ext._tensor(paths[i : i + ext.batch_size])).cpu().numpy().astype(np.float16))
+            return np.concatenate(out)
+
+        return cached_array(target, lambda x: x.ndim == 4 and x.shape[0] == len(paths), compute)
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:

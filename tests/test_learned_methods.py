@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import make_toy_dataset
 
 from vprbench.errors import ConfigError, DataError
 from vprbench.kernels import sequence_topk

@@ -1,5 +1,3 @@
-import textwrap
-
 import pytest
 
 from vprbench.errors import ConfigError, UnknownNameError

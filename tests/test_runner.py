@@ -7,9 +7,9 @@ import pytest
 from conftest import make_toy_dataset
 from vprbench.errors import ConfigError
 from vprbench.jobspec import expand
-from vprbench.method import Method, MethodInfo, Ranking
+from vprbench.method import Method, MethodInfo
 from vprbench.records import SCHEMA, read_record
-from vprbench.registry import Registry, discover
+from vprbench.registry import discover
 from vprbench.report import report
 from vprbench.runner import RunConfig, Runner
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from .errors import DataError
-from .records import canonical_json, stable_hash
+from .records import atomic_path, canonical_json, stable_hash
 
 FORMAT = "vprbench-checkpoint"
 VERSION = 1
@@ -48,14 +47,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, torch.Tensor], con
         "config": canonical_json(config),
         "state": {k: v.detach().to("cpu").clone() for k, v in state.items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -8,7 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import ConfigError, DataError, unknown_name
+from .errors import DataError, unknown_name
 from .groundtruth import GroundTruth
 from .traverse import Traverse
 
@@ -192,15 +192,7 @@ class BenchmarkDataset:
             return str(self.meta["fingerprint"])
         h = hashlib.sha256()
         for t in (self.reference, *self.queries.values()):
-            h.update(t.name.encode())
-            h.update(np.ascontiguousarray(t.positions).tobytes())
-            h.update(np.ascontiguousarray(t.segment_bounds).tobytes())
-            if t.timestamps is not None:
-                h.update(np.ascontiguousarray(t.timestamps).tobytes())
-            if t.descriptors is not None:
-                h.update(t.descriptors.tobytes())
-            if t.image_paths is not None:
-                h.update("\n".join(map(str, t.image_paths)).encode())
+            t.update_hash(h)
         if self.distances is not None:
             h.update(np.ascontiguousarray(self.distances).tobytes())
         if self.ground_truth is not None:
@@ -209,7 +201,3 @@ class BenchmarkDataset:
             h.update(sname.encode() + s.reference.tobytes() + s.query.tobytes())
         h.update(repr((self.radius, self.nontrivial_radius, self.negative_radius)).encode())
         return h.hexdigest()[:16]
-
-    def check_split_name(self, name: str) -> None:
-        if name not in self.splits:
-            raise ConfigError(f"dataset {self.name!r} has no split {name!r}; it has {sorted(self.splits)}")

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .progress import progress_bar
+from .records import atomic_path
 
 CACHE_ENV = "VPRBENCH_CACHE_DIR"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -455,6 +456,29 @@ def make_extractor(name: str, **params: Any) -> Extractor:
 # caching -------------------------------------------------------------------------------------
 
 
+def cached_array(target: Path | None, valid: Callable[[np.ndarray], bool], compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``np.load(target)`` if it holds a ``valid`` array, else ``compute()`` and store it atomically.
+
+    ``target`` None means no caching. An unreadable or invalid cache file is recomputed and
+    rewritten; a cache folder that cannot be written only costs time.
+    """
+    if target is not None and target.is_file():
+        try:
+            x = np.load(target, allow_pickle=False)
+            if valid(x):
+                return x
+        except (ValueError, OSError):
+            pass
+    x = compute()
+    if target is not None:
+        try:
+            with atomic_path(target) as tmp, open(tmp, "wb") as f:
+                np.save(f, x, allow_pickle=False)
+        except OSError:
+            pass
+    return x
+
+
 def _file_id(path: Path) -> str:
     """Name, size and modification time of a file (cheap identity for cache keys)."""
     st = Path(path).stat()
@@ -491,20 +515,8 @@ def cached_descriptors(
     key = cache_key(dataset, traverse, extractor, paths)
     safe = lambda s: "".join(c if c.isalnum() or c in "-_." else "_" for c in s)  # noqa: E731
     target = root / "descriptors" / safe(dataset) / f"{safe(traverse)}-{safe(extractor.name)}-{key}.npy"
-    if target.is_file():
-        try:
-            x = np.load(target, allow_pickle=False)
-            if x.ndim == 2 and x.shape[0] == len(paths) and x.dtype == np.float32:
-                return x
-        except (ValueError, OSError):
-            pass
-    x = extractor.extract(paths, progress=progress, desc=f"{dataset}/{traverse}: {extractor.name}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, x, allow_pickle=False)
-        os.replace(tmp, target)
-    except OSError:
-        pass  # a read-only cache only costs time
-    return x
+    return cached_array(
+        target,
+        lambda x: x.ndim == 2 and x.shape[0] == len(paths) and x.dtype == np.float32,
+        lambda: extractor.extract(paths, progress=progress, desc=f"{dataset}/{traverse}: {extractor.name}"),
+    )

@@ -234,9 +234,9 @@ def tunnel_segments(removed_tunnel: np.ndarray, kept: np.ndarray, min_frames: in
 def _cached_filter(root: Path, ref_name: str, q_names: list[str], names: list[str], mode: str, tunnel_max_mean: float, stationary_max_diff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`nordland_filter` over the images, cached (keyed by the files and the rule's parameters)."""
     import hashlib
-    import os
 
     from .extractors import _file_id, cache_root
+    from .records import save_npz_atomic
 
     h = hashlib.sha256(repr((ref_name, q_names, mode, tunnel_max_mean, stationary_max_diff)).encode())
     for t in (ref_name, *q_names):
@@ -253,12 +253,9 @@ def _cached_filter(root: Path, ref_name: str, q_names: list[str], names: list[st
     grey = {t: np.stack([read_image(root / t / n, "L") for n in names]) for t in (ref_name, *q_names)}
     keep, tunnel, stationary = nordland_filter(grey, ref_name, mode, tunnel_max_mean, stationary_max_diff)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, keep=keep, tunnel=tunnel, stationary=stationary)
-        os.replace(tmp, path)
+        save_npz_atomic(path, keep=keep, tunnel=tunnel, stationary=stationary)
     except OSError:
-        pass
+        pass  # a read-only cache only costs time
     return keep, tunnel, stationary
 
 

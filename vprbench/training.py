@@ -521,12 +521,7 @@ def split_identity(split: SplitData | None) -> str:
 
     h = hashlib.sha256()
     for t in (split.reference, split.query):
-        h.update(t.name.encode())
-        h.update(np.ascontiguousarray(t.positions).tobytes())
-        h.update(np.ascontiguousarray(t.segment_bounds).tobytes())
-        if t.descriptors is not None:
-            h.update(str(t.descriptors.shape).encode())
-            h.update(np.ascontiguousarray(t.descriptors).tobytes())
+        t.update_hash(h)
     if split.explicit_ground_truth is not None:  # validation recall (best epoch) depends on it
         h.update(split.explicit_ground_truth.indptr.tobytes() + split.explicit_ground_truth.indices.tobytes())
     h.update(repr((split.dataset, split.split, split.radius, split.nontrivial_radius, split.negative_radius)).encode())

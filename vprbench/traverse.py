@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -129,6 +130,19 @@ class Traverse:
             return self.segments
         n = len(self)
         return np.tile(np.array([[0, n]], dtype=np.int64), (n, 1))
+
+    def update_hash(self, h: hashlib._Hash) -> None:
+        """Feed everything results depend on (name, positions, segments, timestamps, descriptors,
+        image paths) into the hash object ``h``; used by dataset fingerprints and model cache keys."""
+        h.update(self.name.encode())
+        h.update(np.ascontiguousarray(self.positions).tobytes())
+        h.update(np.ascontiguousarray(self.segment_bounds).tobytes())
+        if self.timestamps is not None:
+            h.update(np.ascontiguousarray(self.timestamps).tobytes())
+        if self.descriptors is not None:
+            h.update(self.descriptors.tobytes())
+        if self.image_paths is not None:
+            h.update("\n".join(map(str, self.image_paths)).encode())
 
     def subset(self, indices: np.ndarray, name: str | None = None) -> Traverse:
         """Frames ``indices`` (ascending) as a new traverse.
