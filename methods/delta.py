@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vprbench.method import MethodInfo
-from vprbench.sequential_descriptors import WindowWeightedDescriptor
+from vprbench.method import MethodInfo, WindowWeightedDescriptor
 
 
 def delta_weights(seq_len: int) -> np.ndarray:

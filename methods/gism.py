@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from vprbench.dataset import SplitData
-from vprbench.graph_search import GRAPH_PARAMS, CostRows, graph_ranking_arrays, lazy_search
-from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Ranking, RunContext
+from vprbench.kernels import lazy_search
+from vprbench.method import GRAPH_PARAMS, GraphMatcher, MethodInfo
 
 
-
-class GISM(Method):
+class GISM(GraphMatcher):
     """Lazy best-first search in the query x reference data-association graph, one match per query.
 
     Vysotska & Stachniss, "Lazy data association for image sequences matching under substantial
     appearance changes", RA-L 2016 (released code: online_place_recognition). Behaviour as in
-    :func:`vprbench.graph_search.lazy_search` (expansion rule, online output per query, hidden
+    :func:`vprbench.matching.graph.lazy_search` (expansion rule, online output per query, hidden
     labels for node costs above ``nonMatchCost``); defaults fanOut 5, expansionRate 0.7,
     nonMatchCost 6.0.
 
@@ -43,9 +40,6 @@ class GISM(Method):
         uses_sequences=False,
     )
 
-    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
+    def search(self, costs, split, ctx):
         p = self.params
-        with ctx.timings("match"):
-            costs = CostRows(split_distance_source(split), p["similarity"], ctx.memory_mb)
-            res = lazy_search(costs, p["fanOut"], p["expansionRate"], p["nonMatchCost"])
-        return Ranking(*graph_ranking_arrays(res))
+        return lazy_search(costs, p["fanOut"], p["expansionRate"], p["nonMatchCost"])

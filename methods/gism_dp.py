@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from vprbench.dataset import SplitData
-from vprbench.graph_search import GRAPH_PARAMS, CostRows, dp_search, graph_ranking_arrays
-from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Ranking, RunContext
+from vprbench.kernels import dp_search
+from vprbench.method import GRAPH_PARAMS, GraphMatcher, MethodInfo
 
 
-class GISMDP(Method):
+class GISMDP(GraphMatcher):
     """Exact online shortest paths on GISM's graph, one match per query (a reference variant).
 
     Same graph and node costs as :class:`GISM` (Vysotska & Stachniss, RA-L 2016) but without the
@@ -29,9 +27,5 @@ class GISMDP(Method):
         uses_sequences=False,
     )
 
-    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
-        p = self.params
-        with ctx.timings("match"):
-            costs = CostRows(split_distance_source(split), p["similarity"], ctx.memory_mb)
-            res = dp_search(costs, p["fanOut"], p["nonMatchCost"])
-        return Ranking(*graph_ranking_arrays(res))
+    def search(self, costs, split, ctx):
+        return dp_search(costs, self.params["fanOut"], self.params["nonMatchCost"])

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from vprbench.dataset import SplitData
-from vprbench.errors import ConfigError
-from vprbench.graph_search import GRAPH_PARAMS, CostRows, DimensionHash, graph_ranking_arrays, lazy_search
-from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
+from vprbench.kernels import DimensionHash, lazy_search
+from vprbench.method import GRAPH_PARAMS, GraphMatcher, MethodInfo, Param
 
 
-class GRH(Method):
+class GRH(GraphMatcher):
     """GISM's lazy search plus lost detection and hash-based relocalisation; one match per query.
 
     Vysotska & Stachniss, "Relocalization under substantial appearance changes using hashing",
@@ -18,7 +15,7 @@ class GRH(Method):
     ``lostRatio`` of the last ``lostWindow`` path nodes are hidden (defaults 0.8 over 5, i.e. all
     5); the next query is then relocalised: the queue is cleared and the search continues from the
     lowest-cost candidate in that query's row proposed by the dimension hash
-    (:class:`vprbench.graph_search.DimensionHash`: min-max scale to 0..255, bit where >= 127,
+    (:class:`vprbench.matching.graph.DimensionHash`: min-max scale to 0..255, bit where >= 127,
     IDF-weighted inverted index, candidates >= min + 0.7 (max - min)), linked to the previous best.
     With no hash candidate the released code keeps the same reference (from the source at query
     0 every reference is a candidate).
@@ -37,31 +34,22 @@ class GRH(Method):
         needs=("distances",),
         params={
             **GRAPH_PARAMS,
-            "lostWindow": Param(5, "path nodes checked for the lost test, >= 1"),
-            "lostRatio": Param(0.8, "lost when the hidden fraction of those nodes exceeds this, in [0, 1)"),
+            "lostWindow": Param(5, "path nodes checked for the lost test", lo=1),
+            "lostRatio": Param(0.8, "lost when the hidden fraction of those nodes exceeds this", lo=0.0, hi=1.0, hi_open=True),
             "hash": Param(True, "propose relocalisation candidates with the dimension hash (needs descriptors)"),
-            "hashAccept": Param(0.7, "hash candidates score >= min + hashAccept (max - min), in [0, 1]"),
+            "hashAccept": Param(0.7, "hash candidates score >= min + hashAccept (max - min)", lo=0.0, hi=1.0),
         },
         single_match=True,
         uses_sequences=False,
     )
 
-    def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
+    def search(self, costs, split, ctx):
         p = self.params
-        if p["lostWindow"] < 1:
-            raise ConfigError(f"method 'grh': parameter 'lostWindow' must be >= 1, got {p['lostWindow']}")
-        if not 0 <= p["lostRatio"] < 1:
-            raise ConfigError(f"method 'grh': parameter 'lostRatio' must be in [0, 1), got {p['lostRatio']}")
-        if not 0 <= p["hashAccept"] <= 1:
-            raise ConfigError(f"method 'grh': parameter 'hashAccept' must be in [0, 1], got {p['hashAccept']}")
-        with ctx.timings("match"):
-            costs = CostRows(split_distance_source(split), p["similarity"], ctx.memory_mb)
-            hasher = qd = None
-            if p["hash"] and split.query.descriptors is not None and split.reference.descriptors is not None:
-                hasher = DimensionHash(split.reference.descriptors, p["hashAccept"])
-                qd = split.query.descriptors
-            res = lazy_search(
-                costs, p["fanOut"], p["expansionRate"], p["nonMatchCost"], relocalise=True,
-                hasher=hasher, query_descriptors=qd, lost_window=p["lostWindow"], lost_ratio=p["lostRatio"],
-            )
-        return Ranking(*graph_ranking_arrays(res))
+        hasher = qd = None
+        if p["hash"] and split.query.descriptors is not None and split.reference.descriptors is not None:
+            hasher = DimensionHash(split.reference.descriptors, p["hashAccept"])
+            qd = split.query.descriptors
+        return lazy_search(
+            costs, p["fanOut"], p["expansionRate"], p["nonMatchCost"], relocalise=True,
+            hasher=hasher, query_descriptors=qd, lost_window=p["lostWindow"], lost_ratio=p["lostRatio"],
+        )

@@ -6,24 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from vprbench.dataset import SplitData
-from vprbench.errors import ConfigError
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
-from vprbench.registry import default_registry
-
-
-def parse_args(text: str, what: str) -> dict[str, str]:
-    """``"key=value;key=value"`` (also ``/``-free commas) -> dict; empty text -> {}."""
-    out: dict[str, str] = {}
-    for item in text.replace(";", ",").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ConfigError(f"method 'hvpr': {what} must look like 'key=value;key=value', got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+from vprbench.method import ConfigError, Method, MethodInfo, MethodSpec, Param, Ranking, Registry, RunContext, SplitData, Stage
 
 
 class HVPR(Method):
@@ -36,9 +19,11 @@ class HVPR(Method):
     ``score_candidates`` (the learned methods) score only the shortlist; any other re-ranker ranks
     all references and its distances are looked up (memory n_query x n_ref; fine for test splits).
     Shortlisted references the re-ranker cannot score (no window) go last. The returned list has
-    min(top_k, shortlist_k) entries. Both stages use the run's seq_len and boundary; parameters of
-    the stages are passed as ``shortlister_args`` / ``reranker_args`` ("key=value;key=value"), and
-    ``preset`` is forwarded to any stage that has that parameter.
+    min(top_k, shortlist_k) entries. Both stages use the run's seq_len and boundary. A stage is a
+    full method spec with its own parameters, e.g.
+    ``hvpr[shortlister=seqnet[pca_dim=0],reranker=seqnet-s1[pca_dim=0]]``, resolved in the run's
+    registry (plugins compose like built-ins); ``preset`` is passed to every stage that has that
+    parameter and does not set it itself.
     """
 
     info = MethodInfo(
@@ -49,31 +34,23 @@ class HVPR(Method):
         trains=True,
         needs=("descriptors",),
         params={
-            "shortlister": Param("seqnet", "method that shortlists references (any registered name)"),
-            "reranker": Param("seqnet-s1", "method that re-ranks the shortlist (any registered name)"),
-            "shortlist_k": Param(20, "references shortlisted per query (paper: 20)"),
-            "preset": Param("cpu", "preset forwarded to learned stages", ("cpu", "paper")),
-            "shortlister_args": Param("", "extra parameters of the shortlister, 'key=value;key=value'"),
-            "reranker_args": Param("", "extra parameters of the reranker, 'key=value;key=value'"),
+            "shortlister": Param("seqnet", "method that shortlists references (a method spec)", type=Stage),
+            "reranker": Param("seqnet-s1", "method that re-ranks the shortlist (a method spec)", type=Stage),
+            "shortlist_k": Param(20, "references shortlisted per query (paper: 20)", lo=1),
+            "preset": Param("cpu", "preset passed to learned stages that do not set one", ("cpu", "paper")),
         },
-        smoke_params={"shortlister_args": "epochs=2", "reranker_args": "epochs=2"},
+        smoke_params={"shortlister": "seqnet[epochs=2]", "reranker": "seqnet-s1[epochs=2]"},
     )
 
-    def __init__(self, **params: object) -> None:
-        super().__init__(**params)
-        if self.params["shortlist_k"] < 1:
-            raise ConfigError(f"method 'hvpr': shortlist_k must be >= 1, got {self.params['shortlist_k']}")
-        registry = default_registry()
-        self.stages: dict[str, Method] = {}
-        for stage in ("shortlister", "reranker"):
-            name = self.params[stage]
-            if name == "hvpr":
+    def configure_stage(self, key: str, spec: MethodSpec, registry: Registry) -> MethodSpec:
+        if "preset" in registry.get(spec.name).info.params and "preset" not in spec.params:
+            return MethodSpec(spec.name, {**spec.params, "preset": self.params["preset"]})
+        return spec
+
+    def bind(self, registry: Registry) -> None:
+        for stage, method in self.stages.items():
+            if method.info.name == "hvpr":
                 raise ConfigError(f"method 'hvpr': {stage} cannot be 'hvpr' itself")
-            cls = registry.get(name)
-            args = parse_args(self.params[f"{stage}_args"], f"{stage}_args")
-            if "preset" in cls.info.params and "preset" not in args:
-                args["preset"] = self.params["preset"]
-            self.stages[stage] = registry.create(name, **args)
         self.resolved_params = {
             stage: {"method": m.info.name, **getattr(m, "resolved_params", m.params)} for stage, m in self.stages.items()
         }

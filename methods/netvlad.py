@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from vprbench.dataset import SplitData
 from vprbench.kernels import nearest_neighbours, split_distance_source, topk_from
-from vprbench.method import Method, MethodInfo, Ranking, RunContext
+from vprbench.method import Method, MethodInfo, Ranking, RunContext, SplitData
 
 
 class NetVLAD(Method):

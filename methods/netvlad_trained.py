@@ -8,66 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from vprbench.dataset import SplitData
-from vprbench.errors import ConfigError, DataError
-from vprbench.extractors import cached_array
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
-from vprbench.progress import progress_bar
-from vprbench.training import TripletData, deterministic, encode_frames, learned_params, resolve_device, train_triplet
-
-
-class FrameNetVLAD(nn.Module):
-    """Per-frame wrapper of :class:`vprbench.netvlad_layer.NetVLAD` for the training engine.
-
-    Input [B, L, C, h, w] feature maps -> output [B, L, K*C] unit descriptors (``per_frame``).
-    """
-
-    per_frame = True
-
-    def __init__(self, clusters: int, channels: int) -> None:
-        super().__init__()
-        from vprbench.netvlad_layer import NetVLAD
-
-        self.layer = NetVLAD(clusters, channels)
-        self.in_dim, self.out_dim = channels, self.layer.output_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, l = x.shape[:2]
-        return self.layer(x.reshape(b * l, *x.shape[2:]).float()).reshape(b, l, -1)
-
-
-def kmeans(x: np.ndarray, k: int, seed: int, iters: int = 20) -> np.ndarray:
-    """K-means centres [k, D] of rows ``x`` [N, D] (Lloyd's iterations, seeded, deterministic)."""
-    rng = np.random.default_rng(seed)
-    if len(x) < k:
-        raise DataError(f"netvlad-trained: {len(x)} local features are fewer than the {k} clusters")
-    # farthest-point initialisation from a random first centre (avoids two centres in one cluster)
-    c = np.empty((k, x.shape[1]), dtype=np.float64)
-    c[0] = x[rng.integers(len(x))]
-    d = ((x - c[0]) ** 2).sum(1)
-    for j in range(1, k):
-        c[j] = x[int(np.argmax(d))]
-        d = np.minimum(d, ((x - c[j]) ** 2).sum(1))
-    for _ in range(iters):
-        assign = np.argmax(x @ c.T - 0.5 * (c * c).sum(1)[None, :], axis=1)
-        for j in range(k):
-            members = x[assign == j]
-            c[j] = members.mean(0) if len(members) else x[rng.integers(len(x))]
-    return c.astype(np.float32)
+from vprbench.kernels import nearest_neighbours
+from vprbench.method import ConfigError, DataError, Method, MethodInfo, Param, Ranking, RunContext, SplitData, learned_params
 
 
 class NetVLADTrained(Method):
     """NetVLAD pooling (K clusters) trained with the triplet margin loss on a frozen CNN backbone.
 
     Arandjelovic et al., CVPR 2016. The backbone (EfficientNet-Lite0 with ImageNet weights, the only
-    pretrained backbone available offline; :mod:`vprbench.extractors`) is frozen, so its last feature
+    pretrained backbone available offline; :mod:`vprbench.features.extractors`) is frozen, so its last feature
     maps [C, h, w] are computed once per image and cached (float16 ``.npy`` under
     ``<cache_dir>/features``, keyed by backbone weights, input size and image files). The layer is
     initialised from k-means centres of training local features and trained by the shared engine
-    (:mod:`vprbench.training`): single-frame triplets, positive = nearest non-trivial positive,
+    (:mod:`vprbench.learning`): single-frame triplets, positive = nearest non-trivial positive,
     10 hard negatives from 1,000 random candidates, margin sqrt(0.1); best epoch by validation
     Recall@5. Ranking: single-image nearest neighbour over the layer's K*C-D outputs (no PCA
     whitening). After :meth:`fit`, ``layer_path`` is a ``torch.save(state_dict)`` of the layer that
@@ -87,41 +41,44 @@ class NetVLADTrained(Method):
         params=learned_params(
             fixed=("loss", "mining", "filter_width", "train_seq_len", "out_dim", "pca_dim", "init"),
             extra={
-                "clusters": Param(16, "NetVLAD clusters K (paper: 64)"),
+                "clusters": Param(16, "NetVLAD clusters K (paper: 64)", lo=1),
                 "backbone": Param("efficientnet-lite0", "frozen backbone", ("efficientnet-lite0",)),
-                "width": Param(128, "image width fed to the backbone (pixels)"),
-                "height": Param(64, "image height fed to the backbone (pixels)"),
+                "width": Param(128, "image width fed to the backbone (pixels)", lo=8),
+                "height": Param(64, "image height fed to the backbone (pixels)", lo=8),
             },
         ),
     )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        from vprbench.presets import HYPERPARAMETERS, resolve
+        from vprbench.learning.presets import HYPERPARAMETERS, resolve
 
-        if self.params["clusters"] < 1 or self.params["width"] < 8 or self.params["height"] < 8:
-            raise ConfigError("method 'netvlad-trained': clusters must be >= 1 and width/height >= 8 pixels")
-        overrides = {k: v for k, v in self.params.items() if k in HYPERPARAMETERS and v is not None and v != "preset"}
+        overrides = {k: v for k, v in self.params.items() if k in HYPERPARAMETERS and v is not None}
         self.resolved_params: dict[str, Any] = {
             "preset": self.params["preset"], **resolve(self.info.name, self.params["preset"], overrides),
             **{k: self.params[k] for k in ("clusters", "backbone", "width", "height")},
         }
-        self.model: FrameNetVLAD | None = None
+        self.model: Any = None
         self.layer_path: Path | None = None
         self.training_info: dict[str, Any] = {}
         self._backbone = None
-        self._device = torch.device("cpu")
+        self._device: Any = "cpu"
 
     # -- backbone features ---------------------------------------------------------------------
     def _extractor(self, device: str):
         if self._backbone is None:
-            from vprbench.extractors import CNNExtractor
+            from vprbench.features.extractors import CNNExtractor
 
             self._backbone = CNNExtractor(self.params["backbone"], width=self.params["width"], height=self.params["height"], device=device)
         return self._backbone
 
     def features(self, paths: tuple[Path, ...] | None, what: str, ctx: RunContext) -> np.ndarray:
         """Frozen backbone feature maps [n, C, h, w] (float16) of the images, cached under ``ctx.cache_dir``."""
+        import torch
+
+        from vprbench.core.cache import cached_array
+        from vprbench.core.progress import progress_bar
+
         if paths is None:
             raise DataError(f"method 'netvlad-trained' needs images: {what} has no image paths (a dataset given as descriptors)")
         ext = self._extractor(str(self._device))
@@ -146,30 +103,25 @@ class NetVLADTrained(Method):
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
-        from vprbench.checkpoints import cache_key, load_checkpoint, model_path, save_checkpoint
-        from vprbench.training import split_identity
+        import torch
+
+        from vprbench import __version__
+        from vprbench.learning.checkpoints import load_or_train
+        from vprbench.learning.mining import TripletData
+        from vprbench.learning.netvlad import FrameNetVLAD, kmeans
+        from vprbench.learning.trainer import deterministic, resolve_device, train_triplet
 
         self._device = resolve_device(ctx.device)
         hp = self.resolved_params
         fq = self.features(train.query.image_paths, f"{train.dataset}/{train.query.name}", ctx)
         fr = self.features(train.reference.image_paths, f"{train.dataset}/{train.reference.name}", ctx)
         data = TripletData.from_split(train, 1, features=(fq, fr))
-        from vprbench import __version__
-
         parts = {"method": self.info.name, "hyperparameters": hp, "seed": ctx.seed, "vprbench": __version__,
                  "train_images": hashlib.sha256("\n".join(map(str, (*train.query.image_paths, *train.reference.image_paths))).encode()).hexdigest()[:20],
-                 "train": split_identity(train), "val": split_identity(val)}
-        key = cache_key(parts)
-        path = model_path(ctx.cache_dir, self.info.name, key) if ctx.cache_dir is not None else None
-        self.training_info = {"cache_key": key, "device": str(self._device)}
+                 "train": train.fingerprint, "val": val.fingerprint if val is not None else "none"}
         model = FrameNetVLAD(hp["clusters"], fr.shape[1])
-        if path is not None and path.is_file():
-            state, config = load_checkpoint(path)
-            if config.get("channels") != fr.shape[1] or config.get("clusters") != hp["clusters"]:
-                raise DataError(f"cached model {str(path)!r} does not match the backbone channels / clusters; delete it to retrain")
-            model.load_state_dict(state)
-            self.training_info.update(cache_hit=True, **config.get("training", {}))
-        else:
+
+        def train_model() -> tuple[dict, dict]:
             with ctx.timings("train"), deterministic(ctx.seed):
                 local = fr[np.random.default_rng(ctx.seed).choice(len(fr), min(len(fr), 2000), replace=False)].astype(np.float32)
                 local = local.transpose(0, 2, 3, 1).reshape(-1, fr.shape[1])
@@ -185,29 +137,30 @@ class NetVLADTrained(Method):
                 result = train_triplet(model, data, hp, ctx.seed, self._device, validate, ctx.progress, desc="training netvlad-trained")
             training = {"best_epoch": result.best_epoch, "best_val_recall5": result.best_val_recall5,
                         "epochs_run": len(result.history), "history": result.history, "train_seconds": result.seconds}
-            self.training_info.update(cache_hit=False, **training)
-            if path is not None:
-                save_checkpoint(path, result.state, {"channels": int(fr.shape[1]), "clusters": hp["clusters"], "cache_parts": parts, "training": training})
+            return result.state, {"channels": int(fr.shape[1]), "clusters": hp["clusters"], "training": training}
+
+        state, config, info = load_or_train(ctx.cache_dir, self.info.name, parts, train_model)
+        model.load_state_dict(state)
+        self.training_info = {"device": str(self._device), **info, **config.get("training", {})}
         self.model = model.to(self._device).eval()
         if ctx.cache_dir is not None:
-            self.layer_path = Path(ctx.cache_dir) / "models" / f"{self.info.name}-{key}-layer.pt"
+            self.layer_path = Path(ctx.cache_dir) / "models" / f"{self.info.name}-{info['cache_key']}-layer.pt"
             self.layer_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.cpu() for k, v in model.layer.state_dict().items()}, self.layer_path)
             self.training_info["layer_path"] = str(self.layer_path)
 
-    def _describe(self, model: FrameNetVLAD, feats: np.ndarray) -> np.ndarray:
+    def _describe(self, model: Any, feats: np.ndarray) -> np.ndarray:
+        from vprbench.learning.models import encode_frames
+
         return encode_frames(model, feats, self._device, batch=256)
 
-    def _recall5(self, model: FrameNetVLAD, fq: np.ndarray, fr: np.ndarray, val: SplitData) -> float:
-        from vprbench.kernels import nearest_neighbours
-        from vprbench.metrics import recall_at_n
+    def _recall5(self, model: Any, fq: np.ndarray, fr: np.ndarray, val: SplitData) -> float:
+        from vprbench.metrics.recall import recall_at_n
 
         idx, _ = nearest_neighbours(self._describe(model, fq), self._describe(model, fr), 5)
         return float(recall_at_n(val.ground_truth.hits(idx), (5,), val.ground_truth.has_positive)[5])
 
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
-        from vprbench.kernels import nearest_neighbours
-
         if self.model is None:
             raise ConfigError("method 'netvlad-trained' has no trained model: call fit(train, val, ctx) before rank()")
         fq = self.features(split.query.image_paths, f"{split.dataset}/{split.query.name}", ctx)

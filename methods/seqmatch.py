@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from vprbench.dataset import SplitData
-from vprbench.kernels import mask_queries, sequence_topk_from, split_distance_source
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
-from vprbench.windows import traverse_windows
+from vprbench.kernels import mask_queries, sequence_topk_from, split_distance_source, traverse_windows
+from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext, SplitData
 
 
 class SeqMatch(Method):
@@ -15,8 +13,8 @@ class SeqMatch(Method):
     recognition & relocalization", CoRL 2021. The distance between the query window at t and the
     reference window at s is the mean of the L aligned single-image Euclidean distances
     ("meanOfPairs"), or only the centre term ("centerOnly", offset L//2 of the window: the frame itself, except where a "shift" window was moved inward at a segment bound; also
-    for even L, see :mod:`vprbench.windows`). Computed as one distance matrix per block of queries
-    aggregated along diagonals (:func:`vprbench.kernels.sequence_topk_from`), from descriptors or
+    for even L, see :mod:`vprbench.data.windows`). Computed as one distance matrix per block of queries
+    aggregated along diagonals (:func:`vprbench.matching.sequence.sequence_topk_from`), from descriptors or
     from the dataset's imported single-image distance matrix.
 
     Decisions where the sources are silent: descriptors are L2-normalised first (not rejected when

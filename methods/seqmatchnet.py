@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from vprbench.method import MethodInfo, Param
-from vprbench.training import TrainedSeqNetMethod, learned_params
+from vprbench.method import MethodInfo, Param, TrainedSeqNetMethod, learned_params
 
 
 class SeqMatchNet(TrainedSeqNetMethod):

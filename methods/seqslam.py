@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vprbench.dataset import SplitData
-from vprbench.errors import ConfigError
-from vprbench.kernels import split_distance_source
-from vprbench.method import Method, MethodInfo, Param, Ranking, RunContext
-from vprbench.seqslam_kernels import SEQSLAM_MODES, seqslam_match, velocity_range
-from vprbench.windows import check_seq_len
+from vprbench.kernels import SEQSLAM_MODES, check_seq_len, seqslam_match, split_distance_source, velocity_range
+from vprbench.method import ConfigError, Method, MethodInfo, Param, Ranking, RunContext, SplitData
 
 
 class SeqSLAM(Method):
@@ -60,21 +56,24 @@ class SeqSLAM(Method):
         needs=("distances",),
         params={
             "mode": Param("openseqslam", "reference behaviour: OpenSeqSLAM or OpenSeqSLAM 2.0", SEQSLAM_MODES),
-            "ds": Param(0, "trajectory length d_s in frames; 0 = from --seq-len (window of L frames)"),
-            "vmin": Param(0.8, "lowest velocity (reference frames per query frame), > 0"),
-            "vmax": Param(1.2, "highest velocity, >= vmin"),
-            "vstep": Param(0.1, "velocity step, > 0"),
-            "enhance_window": Param(10, "contrast-enhancement window R (rows i-R/2..i+R/2), >= 2"),
-            "uniq_window": Param(10, "uniqueness window (candidates within +-R/2 of the best are excluded), >= 0"),
-            "min_uniqueness": Param(0.0, "drop matches with u = 1/ratio <= this (0 keeps all; OpenSeqSLAM 2.0: 1.111)"),
+            "ds": Param(0, "trajectory length d_s in frames; 0 = from --seq-len (window of L frames)", lo=0),
+            "vmin": Param(0.8, "lowest velocity (reference frames per query frame)", lo=0.0, lo_open=True),
+            "vmax": Param(1.2, "highest velocity, >= vmin", lo=0.0, lo_open=True),
+            "vstep": Param(0.1, "velocity step", lo=0.0, lo_open=True),
+            "enhance_window": Param(10, "contrast-enhancement window R (rows i-R/2..i+R/2)", lo=2),
+            "uniq_window": Param(10, "uniqueness window (candidates within +-R/2 of the best are excluded)", lo=0),
+            "min_uniqueness": Param(0.0, "drop matches with u = 1/ratio <= this (0 keeps all; OpenSeqSLAM 2.0: 1.111)", lo=0.0),
         },
     )
+
+    def check_params(self) -> None:
+        p = self.params
+        if p["vmax"] < p["vmin"]:
+            raise ConfigError(f"method 'seqslam': empty velocity range, vmax ({p['vmax']}) < vmin ({p['vmin']})")
 
     def window(self, seq_len: int) -> int:
         """Query frames per trajectory for this mode and ``seq_len`` (see the class docstring)."""
         ds = self.params["ds"]
-        if ds < 0:
-            raise ConfigError(f"method 'seqslam': parameter 'ds' must be >= 0 (0 = from --seq-len), got {ds}")
         if ds == 0:
             return check_seq_len(seq_len)
         return ds + 1 if self.params["mode"] == "openseqslam" else ds
@@ -82,10 +81,6 @@ class SeqSLAM(Method):
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
         p = self.params
         vel = velocity_range(p["vmin"], p["vmax"], p["vstep"])
-        if p["enhance_window"] < 2:
-            raise ConfigError(f"method 'seqslam': parameter 'enhance_window' must be >= 2, got {p['enhance_window']}")
-        if p["uniq_window"] < 0:
-            raise ConfigError(f"method 'seqslam': parameter 'uniq_window' must be >= 0, got {p['uniq_window']}")
         W = self.window(ctx.seq_len)
         check_seq_len(W, split.query.segment_bounds, what=f"traverse {split.query.name!r} (seqslam window)")
         with ctx.timings("match"):

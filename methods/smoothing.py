@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vprbench.method import MethodInfo
-from vprbench.sequential_descriptors import WindowWeightedDescriptor
+from vprbench.method import MethodInfo, WindowWeightedDescriptor
 
 
 def smoothing_weights(seq_len: int) -> np.ndarray:
@@ -18,7 +17,7 @@ class Smoothing(WindowWeightedDescriptor):
 
     Garg & Milford, "SeqNet: Learning descriptors for sequence-based hierarchical place
     recognition", RA-L 2021 (the "Smoothing" baseline; also in SeqMatchNet, CoRL 2021). Each
-    query/reference window (centred on its frame, see :mod:`vprbench.windows`) becomes one unit
+    query/reference window (centred on its frame, see :mod:`vprbench.data.windows`) becomes one unit
     vector; references are ranked by Euclidean distance (exact faiss inner-product search).
     Decisions where the sources are silent: per-frame descriptors are normalised before averaging
     (the paper's NetVLAD descriptors already are); windows follow the run's boundary policy; under

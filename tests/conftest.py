@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vprbench.dataset import BenchmarkDataset, SplitIndices
-from vprbench.traverse import Traverse
+from vprbench.data.dataset import BenchmarkDataset, SplitIndices
+from vprbench.data.traverse import Traverse
 
 REPO = Path(__file__).resolve().parents[1]
 

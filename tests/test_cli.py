@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from vprbench.cli import main
+from vprbench.cli.main import main
 
 
 def test_list_shows_methods_datasets_and_broken_plugins(tmp_path, capsys):
@@ -55,15 +55,15 @@ def test_help_mentions_examples(capsys):
 
 
 def test_dataset_params_parse_booleans_strictly():
-    from vprbench.cli import _key_values
+    from vprbench.cli.main import _key_values
 
     assert _key_values(["trust=False", "dim=8", "extractor=patchnorm", "x=TRUE"]) == {
         "trust": False, "dim": 8, "extractor": "patchnorm", "x": True}
 
 
 def test_trust_must_be_a_real_boolean(tmp_path):
-    from vprbench.errors import ConfigError
-    from vprbench.extractors import _load_state_dict
+    from vprbench.core.errors import ConfigError
+    from vprbench.features.networks import _load_state_dict
 
     with pytest.raises(ConfigError, match="trust must be True or False"):
         _load_state_dict(tmp_path / "x.pt", "False")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vprbench.conformance import check_method
-from vprbench.registry import default_registry
+from vprbench.plugins.conformance import check_method
+from vprbench.plugins.registry import default_registry
 
 REGISTRY = default_registry()
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-
 from conftest import make_toy_dataset
-from vprbench.dataset import BenchmarkDataset, SplitIndices
-from vprbench.errors import DataError, UnknownNameError
-from vprbench.traverse import Traverse
+
+from vprbench.core.errors import DataError, UnknownNameError
+from vprbench.data.dataset import BenchmarkDataset, SplitIndices
+from vprbench.data.traverse import Traverse
 
 
 def trav(n=10, dim=4, name="t", **kw):

@@ -5,7 +5,14 @@ import importlib
 
 import pytest
 
-MODULES = ["vprbench.metrics", "vprbench.groundtruth", "vprbench.windows", "vprbench.kernels"]
+MODULES = [
+    "vprbench.metrics.recall",
+    "vprbench.metrics.pr",
+    "vprbench.metrics.evaluator",
+    "vprbench.data.groundtruth",
+    "vprbench.data.windows",
+    "vprbench.matching.distances",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

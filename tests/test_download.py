@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vprbench.catalog import DatasetDefinition
-from vprbench.download import download_dataset, download_file, file_specs, verify_files
-from vprbench.errors import ConfigError, DataError
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.catalog import DatasetDefinition
+from vprbench.data.download import download_dataset, download_file, file_specs, verify_files
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -189,7 +189,7 @@ def test_file_specs_reject_unknown_keys(tmp_path):
 
 
 def test_datasets_cli(tmp_path, capsys):
-    from vprbench.cli import main
+    from vprbench.cli.main import main
 
     src = tmp_path / "src.bin"
     src.write_bytes(PAYLOAD)

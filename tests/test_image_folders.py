@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vprbench.catalog import load_dataset
-from vprbench.errors import DataError
-from vprbench.image_folders import nordland_filter, tunnel_segments
+from vprbench.core.errors import DataError
+from vprbench.data.catalog import load_dataset
+from vprbench.data.loaders.nordland import nordland_filter, tunnel_segments
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VPRBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -169,8 +169,8 @@ def test_real_nordland_64x32_counts_and_splits():
 @needs_nordland
 def test_real_nordland_64x32_baseline():
     """The data README's sanity baseline: tunnels dropped, tolerance 0, all frames, no segment breaks."""
-    from vprbench.method import RunContext
-    from vprbench.registry import default_registry
+    from vprbench.plugins.api import RunContext
+    from vprbench.plugins.registry import default_registry
 
     ds = load_dataset("nordland-64x32", DATA, {"filter": "tunnels", "break_min_frames": 0, "splits": {"test": [0.0, 1.0]}})
     sd = ds.split("test")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vprbench.catalog import load_dataset
-from vprbench.errors import DataError
-from vprbench.importers import read_vpr_bench_ground_truth, read_vpr_tutorial, similarity_to_distance
+from vprbench.core.errors import DataError
+from vprbench.data.catalog import load_dataset
+from vprbench.data.loaders.importers import read_vpr_bench_ground_truth, read_vpr_tutorial, similarity_to_distance
 
 
 def _definition(tmp_path: Path, loader: str, **params) -> str:
@@ -139,8 +139,8 @@ def test_vpr_bench_mismatched_image_count(tmp_path):
 
 def test_sequence_methods_run_on_imported_distances(tmp_path):
     """Every method that needs only distances runs on an imported matrix; SeqMatch fixes a single-image confuser."""
-    from vprbench.method import RunContext
-    from vprbench.registry import default_registry
+    from vprbench.plugins.api import RunContext
+    from vprbench.plugins.registry import default_registry
 
     n = 30
     rng = np.random.default_rng(3)

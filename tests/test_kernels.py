@@ -5,27 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vprbench.dataset import SplitData
-from vprbench.errors import ConfigError, DataError
-from vprbench.kernels import (
-    DistanceSource,
-    aggregate_diagonals,
-    l2_normalise,
-    mask_queries,
-    nearest_neighbours,
-    pairwise_distances,
-    sequence_distances,
-    sequence_topk,
-    sequence_topk_from,
-    sequential_descriptor_topk,
-    split_distance_source,
-    split_distances,
-    topk_from,
-    topk_smallest,
-    window_weighted_sum,
-)
-from vprbench.traverse import Traverse, segment_bounds_from_ids
-from vprbench.windows import gather_windows, window_starts
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.dataset import SplitData
+from vprbench.data.traverse import Traverse, segment_bounds_from_ids
+from vprbench.data.windows import gather_windows, window_starts
+from vprbench.matching.descriptors import nearest_neighbours, sequential_descriptor_topk, window_weighted_sum
+from vprbench.matching.distances import DistanceSource, l2_normalise, pairwise_distances, split_distance_source, split_distances
+from vprbench.matching.sequence import aggregate_diagonals, sequence_distances, sequence_topk, sequence_topk_from, topk_from
+from vprbench.matching.topk import mask_queries, topk_smallest
 
 
 def _unit(rng, n, d):

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from vprbench.errors import ConfigError, DataError
-from vprbench.kernels import sequence_topk
-from vprbench.method import RunContext
-from vprbench.metrics import recall_at_n
-from vprbench.registry import default_registry
-from vprbench.training import encode_frames
-from vprbench.windows import traverse_windows
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.windows import traverse_windows
+from vprbench.learning.models import encode_frames
+from vprbench.matching.sequence import sequence_topk
+from vprbench.metrics.recall import recall_at_n
+from vprbench.plugins.api import RunContext
+from vprbench.plugins.registry import default_registry
 
 REG = default_registry()
 FAST = {"epochs": 2, "batch_size": 8}
@@ -107,7 +107,7 @@ def test_score_candidates_equals_rank_distances(toy_dataset):
 def test_hvpr_reranks_the_shortlist(toy_dataset):
     test = toy_dataset.split("test")
     ctx = RunContext(top_k=20)
-    h = _fit("hvpr", toy_dataset, shortlist_k=8, shortlister_args="epochs=2", reranker_args="epochs=2")
+    h = _fit("hvpr", toy_dataset, shortlist_k=8, shortlister="seqnet[epochs=2]", reranker="seqnet-s1[epochs=2]")
     r = h.rank(test, ctx)
     assert r.indices.shape == (len(test.query), 8)
     short = h.stages["shortlister"].rank(test, replace(ctx, top_k=8))
@@ -129,7 +129,7 @@ def test_hvpr_generic_reranker_path_matches(toy_dataset):
     expect = np.array([[lookup[(q, i)] for i in r.indices[q]] for q in range(len(test.query))])
     np.testing.assert_allclose(r.distances, expect, rtol=1e-6)
     with pytest.raises(ConfigError, match="key=value"):
-        REG.create("hvpr", reranker_args="epochs")
+        REG.create("hvpr", reranker="seqnet-s1[epochs]")
     with pytest.raises(ConfigError, match="hvpr"):
         REG.create("hvpr", shortlister="hvpr")
 
@@ -142,7 +142,7 @@ def test_rank_before_fit_is_an_error(toy_dataset):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,params", [("seqnet", {}), ("seqnet-s1", {}), ("seqmatchnet", {}), ("hvpr", {})])
 def test_cpu_preset_on_default_dataset(name, params):
-    from vprbench.catalog import load_dataset
+    from vprbench.data.catalog import load_dataset
 
     ds = load_dataset("synth-seasons")
     test = ds.split("test")
@@ -158,7 +158,7 @@ def test_cpu_preset_on_default_dataset(name, params):
 
 
 def _image_dataset(folder):
-    from vprbench.conformance import tiny_image_dataset
+    from vprbench.plugins.conformance import tiny_image_dataset
 
     return tiny_image_dataset(folder)
 
@@ -180,7 +180,7 @@ def test_netvlad_layer_training_on_images(tmp_path):
     assert m2.training_info["cache_hit"] is True
     np.testing.assert_array_equal(m2.rank(test, ctx).indices, r.indices)
     # the saved layer is what the cnn extractor consumes as per-frame descriptors
-    from vprbench.extractors import CNNExtractor
+    from vprbench.features.extractors import CNNExtractor
 
     ext = CNNExtractor(pool="netvlad", netvlad_weights=str(m.layer_path), netvlad_clusters=4, width=64, height=32)
     d = ext.extract(list(test.query.image_paths))
@@ -199,7 +199,7 @@ def test_netvlad_trained_needs_images(toy_dataset):
 def test_frame_netvlad_and_kmeans():
     import importlib
 
-    mod = importlib.import_module("vprbench.builtin_methods.netvlad_trained")
+    mod = importlib.import_module("vprbench.learning.netvlad")
     torch.manual_seed(0)
     m = mod.FrameNetVLAD(3, 8)
     x = torch.randn(2, 4, 8, 2, 3)
@@ -217,7 +217,7 @@ def test_seqmatchnet_beats_seqmatch_on_nordland_64x32():
     """Real data: the learned transform must beat raw SeqMatch (measured: R@1 0.569 vs 0.477, ~70 s)."""
     from conftest import data_dir
 
-    from vprbench.catalog import load_dataset
+    from vprbench.data.catalog import load_dataset
 
     if not (data_dir() / "nordland-64x32").is_dir():
         pytest.skip("real data not available")

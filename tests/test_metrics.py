@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from vprbench.groundtruth import GroundTruth
-from vprbench.metrics import RecallEvaluator, precision_recall, recall_at_n, recall_vs_radius
+from vprbench.data.groundtruth import GroundTruth
+from vprbench.metrics.evaluator import RecallEvaluator
+from vprbench.metrics.pr import precision_recall
+from vprbench.metrics.recall import recall_at_n, recall_vs_radius
 
 
 def brute_recall(ranked, positives, n):

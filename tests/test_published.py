@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vprbench.errors import ConfigError
-from vprbench.published import compare, format_comparison, load_published
+from vprbench.core.errors import ConfigError
+from vprbench.reporting.published import compare, format_comparison, load_published
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "seqmatchnet.csv"
 

@@ -1,11 +1,11 @@
 import pytest
 
-from vprbench.errors import ConfigError, UnknownNameError
-from vprbench.jobspec import expand, split_top_level
-from vprbench.registry import DuplicateMethodError, discover
+from vprbench.core.errors import ConfigError, UnknownNameError
+from vprbench.plugins.registry import DuplicateMethodError, discover
+from vprbench.plugins.specs import expand, split_top_level
 
 PLUGIN = """
-from vprbench.method import Method, MethodInfo, Param, Ranking
+from vprbench.plugins.api import Method, MethodInfo, Param, Ranking
 
 class {cls}(Method):
     info = MethodInfo(name={name!r}, family="single-image", summary="test plugin",
@@ -65,7 +65,7 @@ def test_parameters_are_validated(tmp_path):
     write(tmp_path, "p.py", "p")
     reg = discover([tmp_path])
     assert reg.create("p", k="7").params == {"k": 7, "mode": "a"}
-    with pytest.raises(ConfigError, match="parameter 'k' expects a int"):
+    with pytest.raises(ConfigError, match="parameter 'k' expects int"):
         reg.create("p", k="seven")
     with pytest.raises(ConfigError, match=r"'mode' must be one of \['a', 'b'\]"):
         reg.create("p", mode="c")
@@ -90,7 +90,7 @@ def test_grid_expansion(tmp_path):
 def test_entry_point_plugins(tmp_path, monkeypatch):
     from importlib.metadata import EntryPoint
 
-    import vprbench.registry as registry_module
+    import vprbench.plugins.registry as registry_module
 
     write(tmp_path, "thirdparty_vpr.py", "third-party", "ThirdParty")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -3,15 +3,15 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import make_toy_dataset
-from vprbench.errors import ConfigError
-from vprbench.jobspec import expand
-from vprbench.method import Method, MethodInfo
-from vprbench.records import SCHEMA, read_record
-from vprbench.registry import discover
-from vprbench.report import report
-from vprbench.runner import RunConfig, Runner
+
+from vprbench.core.errors import ConfigError
+from vprbench.plugins.api import Method, MethodInfo
+from vprbench.plugins.registry import discover
+from vprbench.plugins.specs import expand
+from vprbench.reporting.report import report
+from vprbench.running.records import SCHEMA, read_record
+from vprbench.running.runner import RunConfig, Runner
 
 
 class Exploding(Method):
@@ -118,7 +118,7 @@ def test_bad_run_config():
 
 
 def test_seq_len_longer_than_split(tmp_path):
-    from vprbench.errors import DataError
+    from vprbench.core.errors import DataError
 
     with pytest.raises(DataError, match="longer than its longest segment"):
         run(tmp_path, "seqmatch", seq_len=80)
@@ -137,7 +137,7 @@ def test_report_tables_group_by_family(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
-    from vprbench.records import atomic_path
+    from vprbench.core.fileio import atomic_path
 
     target = tmp_path / "r.json"
     target.write_text("old")

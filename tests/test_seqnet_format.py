@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from vprbench.catalog import get_definition, load_dataset
-from vprbench.errors import ConfigError, DataError
-from vprbench.seqnet_format import (
-    load_db_struct,
-    load_descriptors,
-    load_seq_bounds,
-    load_split_indices,
-    parse_splits,
-)
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.catalog import get_definition, load_dataset
+from vprbench.data.loaders.common import parse_splits
+from vprbench.data.loaders.seqnet_files import load_db_struct, load_descriptors, load_seq_bounds, load_split_indices
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VPRBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -225,7 +220,7 @@ def _fake_data_dir(tmp_path: Path, name: str, dim: int, corrupt: str | None = No
     (d / "seqnet-descriptors").mkdir(parents=True)
     (d / "seqnet-structs").symlink_to(STRUCTS)
     p = get_definition(name).params
-    from vprbench.download import file_specs
+    from vprbench.data.download import file_specs
 
     rows = {s.path: s.shape[0] for s in file_specs(get_definition(name)) if s.shape}
     rng = np.random.default_rng(0)
@@ -318,7 +313,7 @@ def test_real_missing_or_wrong_descriptors(tmp_path):
 @pytest.mark.data
 @needs_data
 def test_real_struct_checksums_recorded():
-    from vprbench.download import verify_files
+    from vprbench.data.download import verify_files
 
     for name in ("nordland-sw", "oxford-pnv", "msls-austin"):
         status = verify_files(get_definition(name), DATA)
@@ -328,8 +323,8 @@ def test_real_struct_checksums_recorded():
 
 
 def test_corrupt_and_truncated_descriptor_files_are_named(tmp_path):
-    from vprbench.errors import DataError
-    from vprbench.seqnet_format import load_descriptors
+    from vprbench.core.errors import DataError
+    from vprbench.data.loaders.seqnet_files import load_descriptors
 
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"\x00\x01garbage" * 10)

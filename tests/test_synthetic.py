@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from vprbench.catalog import DEFAULT_DATASET, get_definition, load_dataset
-from vprbench.dataset import BenchmarkDataset
-from vprbench.errors import ConfigError
-from vprbench.kernels import l2_normalise, nearest_neighbours, sequence_topk
-from vprbench.synthetic import (
+from vprbench.core.errors import ConfigError
+from vprbench.data.catalog import DEFAULT_DATASET, get_definition, load_dataset
+from vprbench.data.dataset import BenchmarkDataset
+from vprbench.data.loaders.synthetic import (
     CORRUPTION_GLARE,
     CORRUPTION_NONE,
     CORRUPTION_OCCLUSION,
@@ -24,7 +23,10 @@ from vprbench.synthetic import (
     fingerprint,
     generate,
 )
-from vprbench.windows import traverse_windows
+from vprbench.data.windows import traverse_windows
+from vprbench.matching.descriptors import nearest_neighbours
+from vprbench.matching.distances import l2_normalise
+from vprbench.matching.sequence import sequence_topk
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +217,7 @@ def test_stops_repeat_positions(seasons):
 
 def test_condition_matrix_rotates_only_its_subspace():
     """Hand-checkable: with no anisotropy M is orthogonal, turns vectors of its span by the angle, fixes the rest."""
-    from vprbench.synthetic import _condition_matrix, _random_orthogonal
+    from vprbench.data.loaders.synthetic import _condition_matrix, _random_orthogonal
 
     rng = np.random.default_rng(0)
     basis = _random_orthogonal(rng, 12).astype(np.float64)

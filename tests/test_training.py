@@ -11,20 +11,15 @@ import pytest
 import torch
 from conftest import make_toy_dataset
 
-from vprbench import checkpoints, presets
-from vprbench.errors import ConfigError, DataError, UnknownNameError
-from vprbench.kernels import l2_normalise, sequence_distances
-from vprbench.method import RunContext
-from vprbench.registry import default_registry
-from vprbench.training import (
-    SeqNetModel,
-    TripletData,
-    encode_frames,
-    mine,
-    output_distance,
-    triplet_loss,
-    window_frame_distances,
-)
+from vprbench.learning import checkpoints, presets
+from vprbench.core.errors import ConfigError, DataError, UnknownNameError
+from vprbench.learning.mining import TripletData, mine, window_frame_distances
+from vprbench.learning.models import SeqNetModel, encode_frames
+from vprbench.learning.trainer import output_distance, triplet_loss
+from vprbench.matching.distances import l2_normalise
+from vprbench.matching.sequence import sequence_distances
+from vprbench.plugins.api import RunContext
+from vprbench.plugins.registry import default_registry
 
 FAST = {"epochs": 2, "batch_size": 8}
 
@@ -224,8 +219,10 @@ def test_cached_model_with_other_input_dimension(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "cache_key", lambda parts, length=20: "fixed")
     ctx = RunContext(seed=0, cache_dir=tmp_path)
     _fit("seqmatchnet", make_toy_dataset(dim=16), ctx)
-    with pytest.raises(DataError, match="expects D=16"):
-        _fit("seqmatchnet", make_toy_dataset(dim=8), ctx)
+    # the file under the (forced) same name holds a model for other data: retrained, never used
+    with pytest.warns(UserWarning, match="trained for other settings"):
+        m = _fit("seqmatchnet", make_toy_dataset(dim=8), ctx)
+    assert m.model.in_dim == 8 and not m.training_info["cache_hit"]
 
 
 def test_rank_with_other_input_dimension(toy_dataset):

@@ -8,23 +8,15 @@ import numpy as np
 import pytest
 from conftest import make_toy_dataset
 
-from vprbench.dataset import BenchmarkDataset, SplitIndices
-from vprbench.errors import ConfigError, DataError
-from vprbench.graph_search import (
-    MAX_COST,
-    CostRows,
-    DimensionHash,
-    binarise,
-    dp_search,
-    lazy_search,
-    similarity_to_cost,
-)
-from vprbench.kernels import DistanceSource, l2_normalise, pairwise_distances
-from vprbench.method import RunContext
-from vprbench.registry import default_registry
-from vprbench.seqslam_kernels import contrast_enhance, round_half_away, seqslam_match, seqslam_reference, velocity_range
-from vprbench.traverse import Traverse
-from vprbench.windows import gather_windows, traverse_windows
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.dataset import BenchmarkDataset, SplitIndices
+from vprbench.data.traverse import Traverse
+from vprbench.data.windows import gather_windows, traverse_windows
+from vprbench.matching.distances import DistanceSource, l2_normalise, pairwise_distances
+from vprbench.matching.graph import MAX_COST, CostRows, DimensionHash, binarise, dp_search, lazy_search, similarity_to_cost
+from vprbench.matching.seqslam import contrast_enhance, round_half_away, seqslam_match, seqslam_reference, velocity_range
+from vprbench.plugins.api import RunContext
+from vprbench.plugins.registry import default_registry
 
 REG = default_registry()
 
@@ -100,14 +92,14 @@ def test_seqmatch_equals_naive_loop(toy, boundary, variant):
 
 
 def test_delta_weights_and_hand_case():
-    from vprbench.builtin_methods.delta import delta_weights
-    from vprbench.builtin_methods.smoothing import smoothing_weights
+    delta_weights = REG.get("delta").weights
+    smoothing_weights = REG.get("smoothing").weights
 
     assert delta_weights(5).tolist() == pytest.approx([-0.4, -0.4, 0.4, 0.4, 0.4])
     assert delta_weights(2).tolist() == [-1.0, 1.0]
     assert smoothing_weights(4).tolist() == [0.25] * 4
     # L = 2 delta of frames e1 -> e2 is (e2 - e1) / 1, normalised
-    from vprbench.kernels import window_weighted_sum
+    from vprbench.matching.descriptors import window_weighted_sum
 
     x = np.eye(2, dtype=np.float32)
     np.testing.assert_allclose(l2_normalise(window_weighted_sum(x, np.array([0]), delta_weights(2))), [[-(0.5**0.5), 0.5**0.5]], atol=1e-6)
@@ -116,8 +108,8 @@ def test_delta_weights_and_hand_case():
 @pytest.mark.parametrize("name", ["smoothing", "delta"])
 @pytest.mark.parametrize("boundary", ["shift", "drop"])
 def test_sequential_descriptors_equal_brute_force(toy, name, boundary):
-    from vprbench.builtin_methods.delta import delta_weights
-    from vprbench.builtin_methods.smoothing import smoothing_weights
+    delta_weights = REG.get("delta").weights
+    smoothing_weights = REG.get("smoothing").weights
 
     split = toy.split("test")
     L = 5

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from vprbench.errors import ConfigError, DataError
-from vprbench.traverse import Traverse, segment_bounds_from_ids
-from vprbench.windows import traverse_windows, window_indices, window_starts
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.traverse import Traverse, segment_bounds_from_ids
+from vprbench.data.windows import traverse_windows, window_indices, window_starts
 
 
 def naive_windows(seg, L, policy):
@@ -59,7 +59,7 @@ def test_bad_lengths():
 
 
 def test_short_last_segment_keeps_windows_inside_the_traverse():
-    from vprbench.kernels import sequence_topk
+    from vprbench.matching.sequence import sequence_topk
 
     seg = segment_bounds_from_ids(np.repeat([0, 1], [38, 2]))
     for policy in ("shift", "drop"):

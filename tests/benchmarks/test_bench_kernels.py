@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch  # noqa: F401  (imported up front: its import would count in the peak-memory figures)
 
-from vprbench.graph_search import CostRows, DimensionHash, dp_search, lazy_search
-from vprbench.kernels import DistanceSource, l2_normalise, sequence_distances, sequence_topk
-from vprbench.seqslam_kernels import seqslam_match, velocity_range
+from vprbench.matching.distances import DistanceSource, l2_normalise
+from vprbench.matching.graph import CostRows, DimensionHash, dp_search, lazy_search
+from vprbench.matching.seqslam import seqslam_match, velocity_range
+from vprbench.matching.sequence import sequence_distances, sequence_topk
 
 
 @pytest.fixture(autouse=True)

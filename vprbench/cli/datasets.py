@@ -1,0 +1,142 @@
+"""``vprbench datasets list | info NAME | verify NAME | download NAME`` (data files of dataset definitions).
+
+The data directory comes from ``--data-dir`` or $VPRBENCH_DATA_DIR. ``verify`` checks presence,
+sizes, ``.npy`` shapes and recorded SHA-256 checksums, and with ``--load`` also loads the dataset;
+``download`` fetches the files that have a direct URL (resuming, verified) and says where to get
+the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tabulate import tabulate
+
+from vprbench.core.errors import DataError
+from vprbench.data.catalog import definitions, get_definition, load_dataset, resolve_data_dir
+from vprbench.data.download import download_dataset, file_specs, verify_files
+
+
+def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``datasets`` command (with list / info / verify / download) to ``subparsers``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", default=None, help="data directory (default: $VPRBENCH_DATA_DIR)")
+    p = subparsers.add_parser("datasets", help="list dataset definitions, show their files, verify or download them")
+    sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    sub.add_parser("list", parents=[common], help="every dataset definition, and whether its files are present")
+    p_info = sub.add_parser("info", parents=[common], help="a definition's parameters, sources and files")
+    p_info.add_argument("name", help="dataset name or definition file")
+    p_ver = sub.add_parser("verify", parents=[common], help="check a dataset's files (presence, size, shape, checksum)")
+    p_ver.add_argument("name", help="dataset name or definition file")
+    p_ver.add_argument("--no-checksums", action="store_true", help="skip SHA-256 checks (faster for large files)")
+    p_ver.add_argument("--load", action="store_true", help="also load the dataset and print its sizes")
+    p_dl = sub.add_parser("download", parents=[common], help="download the files that have a direct URL into the data directory")
+    p_dl.add_argument("name", help="dataset name or definition file")
+    p.set_defaults(handler=cmd_datasets)
+    return p
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """Handler of ``vprbench datasets``; returns the exit code (DataError when files are missing)."""
+    data_dir = resolve_data_dir(args.data_dir)
+    action = args.datasets_command
+    if action == "list":
+        return _list(data_dir)
+    if action == "info":
+        return _info(args.name, data_dir)
+    if action == "verify":
+        return _verify(args.name, data_dir, checksums=not args.no_checksums, load=args.load)
+    if action == "download":
+        return _download(args.name, data_dir)
+    raise AssertionError(action)
+
+
+def _list(data_dir: Path | None) -> int:
+    rows = []
+    for name, d in sorted(definitions().items()):
+        specs = file_specs(d)
+        if not specs:
+            status = "built in"
+        elif data_dir is None:
+            status = f"{len(specs)} files (no --data-dir)"
+        else:
+            missing = [s for s in specs if not s.optional and not (data_dir / s.path).exists()]
+            status = "present" if not missing else f"{len(missing)} of {len(specs)} missing"
+        rows.append([name, d.loader, status, d.summary])
+    print(tabulate(rows, headers=["dataset", "loader", "files", "summary"], tablefmt="simple", maxcolwidths=[None, None, None, 70]))
+    return 0
+
+
+def _info(name: str, data_dir: Path | None) -> int:
+    d = get_definition(name)
+    print(f"{d.name}: {d.summary}")
+    print(f"  loader: {d.loader}   definition: {d.source}")
+    for table in ("sources", "expected"):
+        if isinstance(d.raw.get(table), dict):
+            print(f"  {table}:")
+            for k, v in d.raw[table].items():
+                print(f"    {k}: {v if isinstance(v, str) else json.dumps(v)}")
+    if d.params:
+        print("  params:")
+        for k, v in d.params.items():
+            print(f"    {k} = {json.dumps(v)}")
+    specs = file_specs(d)
+    if specs:
+        status = {s.spec.path: s for s in verify_files(d, data_dir, checksums=False)} if data_dir is not None else {}
+        print(f"  files (relative to the data directory{f' {data_dir}' if data_dir else ''}):")
+        for s in specs:
+            st = status.get(s.path)
+            mark = "" if st is None else ("  [ok]" if st.ok else f"  [{'missing' if 'missing' in st.problem else st.problem}]")
+            extra = []
+            if s.shape:
+                extra.append(f"shape {list(s.shape)}")
+            if s.sha256:
+                extra.append(f"sha256 {s.sha256[:12]}...")
+            if s.optional:
+                extra.append("optional")
+            print(f"    {s.path}{mark}")
+            print(f"        {s.role}{' (' + ', '.join(extra) + ')' if extra else ''}; {s.where()}")
+    return 0
+
+
+def _verify(name: str, data_dir: Path | None, checksums: bool, load: bool) -> int:
+    d = get_definition(name)
+    specs = file_specs(d)
+    if not specs and not load:
+        print(f"{d.name}: no data files needed (loader {d.loader})")
+        return 0
+    if specs and data_dir is None:
+        raise DataError(f"dataset {d.name!r}: pass --data-dir DIR or set VPRBENCH_DATA_DIR to verify its files")
+    status = verify_files(d, data_dir, checksums=checksums) if specs else []
+    rows = [[s.spec.path, "ok" if s.ok else ("optional, " if s.spec.optional else "") + s.problem] for s in status]
+    if rows:
+        print(tabulate(rows, headers=["file", "status"], tablefmt="simple", maxcolwidths=[None, 90]))
+    bad = [s for s in status if not s.ok and not s.spec.optional]
+    if bad:
+        lines = [f"dataset {d.name!r}: {len(bad)} file(s) missing or wrong under {data_dir}:"]
+        lines += [f"  - {s.spec.path}: {s.problem}" for s in bad]
+        raise DataError("\n".join(lines))
+    if load:
+        ds = load_dataset(name, data_dir)
+        q = ds.queries[ds.default_query]
+        print(f"loaded {ds.name}: reference {ds.reference.name!r} {len(ds.reference)} frames, query {q.name!r} {len(q)} frames, "
+              f"radius {ds.radius} {ds.position_unit}, splits " + ", ".join(f"{k} {v.reference.size}/{v.query.size}" for k, v in ds.splits.items()))
+    print(f"{d.name}: all required files verified" + ("" if checksums else " (checksums skipped)"))
+    return 0
+
+
+def _download(name: str, data_dir: Path | None) -> int:
+    d = get_definition(name)
+    if data_dir is None:
+        raise DataError(f"dataset {d.name!r}: pass --data-dir DIR (or set VPRBENCH_DATA_DIR) to say where to download")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    got, manual = download_dataset(d, data_dir)
+    print(f"{len(got)} file(s) present or downloaded under {data_dir}")
+    if manual:
+        print(f"{len(manual)} file(s) need a manual download (no direct link is published):")
+        for s in manual:
+            print(f"  - {s.path}: {s.where()}")
+        return 1
+    return 0

@@ -1,0 +1,214 @@
+"""Benchmark datasets: a reference traverse, query traverse(s), named splits and radii."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from vprbench.core.errors import DataError, unknown_name
+from vprbench.data.groundtruth import GroundTruth
+from vprbench.data.traverse import Traverse
+
+
+@dataclass(frozen=True, eq=False)
+class SplitIndices:
+    """Frames of one split: indices into the reference traverse and into the query traverse."""
+
+    reference: np.ndarray
+    query: np.ndarray
+
+    @classmethod
+    def from_ranges(cls, reference: tuple[int, int], query: tuple[int, int]) -> SplitIndices:
+        """From [start, end) frame ranges."""
+        return cls(np.arange(*reference, dtype=np.int64), np.arange(*query, dtype=np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class SplitData:
+    """One split as a method sees it: sub-traverses (re-indexed from 0) and evaluation ground truth.
+
+    Attributes:
+        dataset, split: names.
+        reference, query: the split's frames as traverses; sequence windows never bridge gaps
+            in the split's frame selection.
+        radius: localisation radius for evaluation (metres or frames).
+        nontrivial_radius: positives for training lie within this radius (None: same as radius).
+        negative_radius: training negatives lie beyond this radius (None: same as radius).
+    """
+
+    dataset: str
+    split: str
+    reference: Traverse
+    query: Traverse
+    radius: float
+    nontrivial_radius: float | None = None
+    negative_radius: float | None = None
+    distances: np.ndarray | None = None
+    explicit_ground_truth: GroundTruth | None = None
+
+    @cached_property
+    def ground_truth(self) -> GroundTruth:
+        """Evaluation ground truth: the dataset's explicit one if it has it, else references within ``radius``."""
+        if self.explicit_ground_truth is not None:
+            return self.explicit_ground_truth
+        return GroundTruth.from_positions(self.reference.positions, self.query.positions, self.radius)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash of the split as training sees it (descriptors, positions, segments, ground truth, radii)."""
+        h = hashlib.sha256()
+        for t in (self.reference, self.query):
+            t.update_hash(h)
+        if self.explicit_ground_truth is not None:  # validation recall (best epoch) depends on it
+            h.update(self.explicit_ground_truth.indptr.tobytes() + self.explicit_ground_truth.indices.tobytes())
+        h.update(repr((self.dataset, self.split, self.radius, self.nontrivial_radius, self.negative_radius)).encode())
+        return h.hexdigest()[:20]
+
+    def training_positives(self) -> GroundTruth:
+        """Non-trivial positives for training (within ``nontrivial_radius``)."""
+        return GroundTruth.from_positions(self.reference.positions, self.query.positions, self.nontrivial_radius or self.radius)
+
+    def training_non_negatives(self) -> GroundTruth:
+        """References too close to be negatives (within ``negative_radius``)."""
+        return GroundTruth.from_positions(self.reference.positions, self.query.positions, self.negative_radius or self.radius)
+
+
+@dataclass(frozen=True, eq=False)
+class BenchmarkDataset:
+    """A reference traverse, one or more query traverses, splits and radii.
+
+    Attributes:
+        name: dataset name as used on the command line.
+        reference: the reference (database) traverse.
+        queries: query traverses by name; the first is the default.
+        splits: named frame selections (``train`` / ``val`` / ``test``), disjoint in both traverses.
+        radius: localisation radius for evaluation, in the traverses' position unit.
+        nontrivial_radius: training positives lie within it (SeqNet's nonTrivPosDistSqThr, as a radius).
+        negative_radius: training negatives lie beyond it (SeqNet's posDistThr); must exceed
+            ``nontrivial_radius``.
+        description: one line for ``vprbench list``.
+        distances: optional imported single-image distance matrix [n_query, n_ref] of the default
+            query traverse against the reference (lower = more similar).
+        ground_truth: optional explicit ground truth of the default query traverse (full traverses).
+        meta: provenance (generator parameters, source files), recorded with results.
+    """
+
+    name: str
+    reference: Traverse
+    queries: dict[str, Traverse]
+    splits: dict[str, SplitIndices]
+    radius: float
+    nontrivial_radius: float | None = None
+    negative_radius: float | None = None
+    description: str = ""
+    distances: np.ndarray | None = None
+    ground_truth: GroundTruth | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        what = f"dataset {self.name!r}"
+        default_q = self.queries[next(iter(self.queries))] if self.queries else None
+        if self.distances is not None and default_q is not None:
+            expected = (len(default_q), len(self.reference))
+            if self.distances.shape != expected:
+                raise DataError(f"{what}: distance matrix has shape {self.distances.shape}, expected [n_query, n_ref] = {list(expected)}")
+            if np.isnan(self.distances).any():
+                raise DataError(f"{what}: distance matrix holds NaN values")
+        if self.ground_truth is not None and default_q is not None:
+            if (self.ground_truth.n_query, self.ground_truth.n_ref) != (len(default_q), len(self.reference)):
+                raise DataError(
+                    f"{what}: ground truth covers {self.ground_truth.n_query} queries x {self.ground_truth.n_ref} references, "
+                    f"expected {len(default_q)} x {len(self.reference)}"
+                )
+        if not self.queries:
+            raise DataError(f"{what}: needs at least one query traverse")
+        if not self.radius > 0:
+            raise DataError(f"{what}: localisation radius must be > 0, got {self.radius}")
+        if self.nontrivial_radius is not None and self.negative_radius is not None:
+            if not self.negative_radius > self.nontrivial_radius:
+                raise DataError(
+                    f"{what}: negative radius ({self.negative_radius}) must be larger than the "
+                    f"non-trivial positive radius ({self.nontrivial_radius})"
+                )
+        for qname, q in self.queries.items():
+            if q.position_unit != self.reference.position_unit:
+                raise DataError(f"{what}: query {qname!r} positions are in {q.position_unit!r}, reference in {self.reference.position_unit!r}")
+            if q.positions.shape[1] != self.reference.positions.shape[1]:
+                raise DataError(f"{what}: query {qname!r} positions are {q.positions.shape[1]}-D, reference {self.reference.positions.shape[1]}-D")
+            if q.descriptors is not None and self.reference.descriptors is not None and q.dim != self.reference.dim:
+                raise DataError(
+                    f"{what}: descriptor dimension mismatch: reference {self.reference.name!r} has D={self.reference.dim}, "
+                    f"query {qname!r} has D={q.dim}; expected equal dimensions"
+                )
+        n_ref = len(self.reference)
+        n_q = min(len(q) for q in self.queries.values())
+        for sname, s in self.splits.items():
+            for side, idx, n in (("reference", s.reference, n_ref), ("query", s.query, n_q)):
+                if idx.size == 0:
+                    raise DataError(f"{what}: split {sname!r} has no {side} frames")
+                if idx.min() < 0 or idx.max() >= n:
+                    raise DataError(f"{what}: split {sname!r} {side} indices out of range 0..{n - 1}")
+        names = list(self.splits)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                for side in ("reference", "query"):
+                    common = np.intersect1d(getattr(self.splits[a], side), getattr(self.splits[b], side))
+                    if common.size:
+                        raise DataError(
+                            f"{what}: splits {a!r} and {b!r} overlap in {common.size} {side} frame(s) "
+                            f"(first: {common[:5].tolist()}); expected disjoint splits"
+                        )
+
+    @property
+    def position_unit(self) -> str:
+        return self.reference.position_unit
+
+    @property
+    def default_query(self) -> str:
+        return next(iter(self.queries))
+
+    def split(self, name: str, query: str | None = None) -> SplitData:
+        """The split ``name`` as :class:`SplitData`; errors if no query of it has a positive."""
+        if name not in self.splits:
+            raise unknown_name("split", name, self.splits)
+        qname = query or self.default_query
+        if qname not in self.queries:
+            raise unknown_name("query traverse", qname, self.queries)
+        s = self.splits[name]
+        data = SplitData(
+            dataset=self.name,
+            split=name,
+            reference=self.reference.subset(s.reference, name=f"{self.reference.name}[{name}]"),
+            query=self.queries[qname].subset(s.query, name=f"{qname}[{name}]"),
+            radius=self.radius,
+            nontrivial_radius=self.nontrivial_radius,
+            negative_radius=self.negative_radius,
+            distances=None if self.distances is None or qname != self.default_query else self.distances[np.ix_(s.query, s.reference)],
+            explicit_ground_truth=None if self.ground_truth is None or qname != self.default_query else self.ground_truth.subset(s.query, s.reference),
+        )
+        if not data.ground_truth.has_positive.any():
+            raise DataError(
+                f"dataset {self.name!r}: no query of split {name!r} has a positive reference within "
+                f"radius {self.radius} {self.position_unit}; check positions, radius and split ranges"
+            )
+        return data
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Content hash of everything results depend on (cached; part of every cache key)."""
+        if "fingerprint" in self.meta:
+            return str(self.meta["fingerprint"])
+        h = hashlib.sha256()
+        for t in (self.reference, *self.queries.values()):
+            t.update_hash(h)
+        if self.distances is not None:
+            h.update(np.ascontiguousarray(self.distances).tobytes())
+        if self.ground_truth is not None:
+            h.update(self.ground_truth.indptr.tobytes() + self.ground_truth.indices.tobytes())
+        for sname, s in self.splits.items():
+            h.update(sname.encode() + s.reference.tobytes() + s.query.tobytes())
+        h.update(repr((self.radius, self.nontrivial_radius, self.negative_radius)).encode())
+        return h.hexdigest()[:16]

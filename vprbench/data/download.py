@@ -1,0 +1,299 @@
+"""Data files of dataset definitions: what a dataset needs, checking it, and downloading it.
+
+A definition lists its files as ``[[files]]`` tables::
+
+    [[files]]
+    path = "seqnet-structs/nordland_test_d-1_d2-1.db"   # relative to the data directory
+    role = "structure"                                   # free text shown by `datasets info`
+    url = "https://..."                                  # direct download location, if any
+    page = "https://..."                                 # where a person gets it (shared folders)
+    sha256 = "..."                                       # optional checksum
+    size = 577224                                        # optional size in bytes
+    shape = [27592, 4096]                                # optional: .npy array shape to check
+    optional = false                                     # optional files do not fail `verify`
+
+:func:`download_file` fetches one URL (``http(s)://`` or ``file://``) to a ``.part`` file next
+to the target, resumes an interrupted ``.part`` with an HTTP Range request, checks size and
+checksum, and only then renames it to its final name: a partial or corrupt download never sits
+under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vprbench.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from vprbench.data.catalog import DatasetDefinition
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One data file a dataset definition needs (see the module docstring for the fields)."""
+
+    path: str
+    role: str = ""
+    url: str | None = None
+    page: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    shape: tuple[int, ...] | None = None
+    optional: bool = False
+    note: str = ""
+
+    def where(self) -> str:
+        """Where to get the file, for error messages."""
+        parts = []
+        if self.url:
+            parts.append(f"download: {self.url}")
+        if self.page:
+            parts.append(f"from: {self.page}")
+        if self.note:
+            parts.append(self.note)
+        return "; ".join(parts) or "no published location recorded"
+
+
+def file_specs(definition: DatasetDefinition) -> list[FileSpec]:
+    """The ``[[files]]`` of a definition as :class:`FileSpec` (ConfigError on a malformed entry)."""
+    raw = definition.raw.get("files", [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"dataset definition {definition.source}: 'files' must be an array of tables ([[files]])")
+    out = []
+    known = set(FileSpec.__dataclass_fields__)
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ConfigError(f"dataset definition {definition.source}: files[{i}] needs a string 'path'")
+        extra = set(entry) - known
+        if extra:
+            raise ConfigError(f"dataset definition {definition.source}: files[{i}] has unknown keys {sorted(extra)}; known: {sorted(known)}")
+        values: dict[str, Any] = dict(entry)
+        if "shape" in values:
+            values["shape"] = tuple(int(v) for v in values["shape"])
+        out.append(FileSpec(**values))
+    return out
+
+
+def missing_files_error(definition: DatasetDefinition, data_dir: Path | None, paths: list[str]) -> DataError:
+    """A DataError listing exactly which files are missing and where each comes from."""
+    specs = {s.path: s for s in file_specs(definition)}
+    base = str(data_dir) if data_dir is not None else "(no data directory: pass --data-dir or set VPRBENCH_DATA_DIR)"
+    lines = [f"dataset {definition.name!r}: {len(paths)} file(s) missing under data directory {base}:"]
+    for p in paths:
+        spec = specs.get(p)
+        lines.append(f"  - {p}  [{spec.where() if spec else 'see the dataset definition ' + definition.source}]")
+    lines.append(f"Run `vprbench datasets info {definition.name}` for details, `vprbench datasets verify {definition.name}` to check.")
+    return DataError("\n".join(lines))
+
+
+def require_data_dir(definition: DatasetDefinition, data_dir: Path | None) -> Path:
+    """``data_dir`` as a Path, or a DataError saying how to set it."""
+    if data_dir is None:
+        raise DataError(
+            f"dataset {definition.name!r} reads real data files: pass --data-dir DIR or set VPRBENCH_DATA_DIR "
+            f"(run `vprbench datasets info {definition.name}` to see which files it needs)"
+        )
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        state = "is not a directory" if data_dir.exists() else "does not exist"
+        raise DataError(f"dataset {definition.name!r}: data directory {data_dir} {state}")
+    return data_dir
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a ``.npy`` header, without reading the array."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        except ValueError as e:
+            raise DataError(f"{path}: not a valid .npy file ({e})") from None
+    return tuple(int(s) for s in shape), dtype
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    spec: FileSpec
+    path: Path
+    ok: bool
+    problem: str = ""
+
+
+def verify_files(definition: DatasetDefinition, data_dir: Path | None, checksums: bool = True) -> list[FileStatus]:
+    """Check every listed file: present, size, ``.npy`` shape, checksum (if recorded and ``checksums``)."""
+    base = Path(data_dir) if data_dir is not None else Path(".")
+    out = []
+    for spec in file_specs(definition):
+        path = base / spec.path
+        problem = ""
+        if not path.exists():
+            problem = f"missing ({spec.where()})"
+        elif path.is_dir():
+            problem = ""
+        elif spec.size is not None and path.stat().st_size != spec.size:
+            problem = f"size {path.stat().st_size} bytes, expected {spec.size}"
+        elif spec.shape is not None and path.suffix == ".npy":
+            try:
+                shape, _ = npy_shape(path)
+                if len(shape) != len(spec.shape) or any(e >= 0 and e != s for e, s in zip(spec.shape, shape)):
+                    problem = f"array shape {list(shape)}, expected {list(spec.shape)}"
+            except DataError as e:
+                problem = str(e)
+        if not problem and checksums and spec.sha256 and path.is_file():
+            got = sha256_of(path)
+            if got != spec.sha256.lower():
+                problem = f"sha256 {got}, expected {spec.sha256}"
+        out.append(FileStatus(spec, path, not problem, problem))
+    return out
+
+
+# downloading ----------------------------------------------------------------------------------
+
+
+def _open(url: str, start: int, timeout: float):
+    req = urllib.request.Request(url)
+    if start > 0 and urllib.parse.urlparse(url).scheme in ("http", "https"):
+        req.add_header("Range", f"bytes={start}-")
+    return urllib.request.urlopen(req, timeout=timeout)
+
+
+def _write_response(resp, url: str, part: Path, start: int, size: int | None, progress) -> None:
+    """Append (resumed, HTTP 206) or write the response body to ``part``; DataError if cut short."""
+    with resp:
+        status = getattr(resp, "status", None)
+        if start > 0 and status != 206:
+            start = 0  # server ignored the Range request (or file://): start over
+        length = resp.headers.get("Content-Length")
+        total = (start + int(length)) if length is not None else size
+        done = start
+        try:
+            with open(part, "ab" if start > 0 else "wb") as f:
+                while chunk := resp.read(CHUNK):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise DataError(f"download: {url} interrupted after {done} bytes ({type(e).__name__}); run again to resume from {part}") from None
+    if total is not None and done < total:
+        raise DataError(f"download: {url} ended after {done} of {total} bytes; run again to resume from {part}")
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+    size: int | None = None,
+    resume: bool = True,
+    timeout: float = 60.0,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Download ``url`` to ``dest`` safely; return ``dest``.
+
+    Bytes go to ``dest + ".part"``; an existing ``.part`` is resumed with an HTTP Range request
+    (servers that ignore Range make it start over). When complete, size and SHA-256 (if given) are
+    checked; a mismatch deletes the ``.part`` and raises DataError. Only a verified file is renamed
+    to ``dest`` (atomic on one file system). An existing ``dest`` that verifies is kept as is.
+
+    Args:
+        url: ``http://``, ``https://`` or ``file://`` URL.
+        dest: final file path.
+        sha256: expected hex digest, or None to skip the check.
+        size: expected size in bytes, or None.
+        resume: continue an existing ``.part`` file.
+        progress: called with (bytes so far, total or None) after each chunk.
+    """
+    dest = Path(dest)
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("http", "https", "file"):
+        raise ConfigError(f"download: unsupported URL {url!r}; expected http://, https:// or file://")
+    if dest.exists():
+        if _matches(dest, sha256, size):
+            return dest
+        raise DataError(
+            f"download: {dest} exists but does not match the expected "
+            f"{'checksum' if sha256 else 'size'}; move it away and download again"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if (resume and part.exists()) else 0
+    try:
+        resp = _open(url, start, timeout)
+    except urllib.error.HTTPError as e:
+        if not (e.code == 416 and start > 0):  # 416: the .part already holds the whole file
+            raise DataError(f"download: cannot fetch {url}: HTTP {e.code} {e.reason}") from None
+        resp = None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise DataError(f"download: cannot fetch {url}: {e}") from None
+    if resp is not None:
+        _write_response(resp, url, part, start, size, progress)
+    got_size = part.stat().st_size
+    if size is not None and got_size != size:
+        if got_size > size:
+            part.unlink()
+        raise DataError(f"download: {url} gave {got_size} bytes, expected {size}" + ("; run again to resume" if got_size < size else ""))
+    if sha256 is not None:
+        got = sha256_of(part)
+        if got != sha256.lower():
+            part.unlink()
+            raise DataError(f"download: checksum mismatch for {url}: sha256 {got}, expected {sha256}; the partial file was deleted")
+    os.replace(part, dest)
+    return dest
+
+
+def _matches(path: Path, sha256: str | None, size: int | None) -> bool:
+    if size is not None and path.stat().st_size != size:
+        return False
+    return sha256 is None or sha256_of(path) == sha256.lower()
+
+
+def download_dataset(
+    definition: DatasetDefinition,
+    data_dir: Path,
+    progress: Callable[[str], None] | None = print,
+) -> tuple[list[Path], list[FileSpec]]:
+    """Fetch every listed file that has a direct ``url`` and is missing.
+
+    Returns (files fetched or already present, files that need a manual download).
+    """
+    got: list[Path] = []
+    manual: list[FileSpec] = []
+    for spec in file_specs(definition):
+        dest = Path(data_dir) / spec.path
+        if dest.exists() and _matches(dest, spec.sha256, spec.size):
+            got.append(dest)
+            continue
+        if not spec.url:
+            if not spec.optional:
+                manual.append(spec)
+            continue
+        if progress:
+            progress(f"downloading {spec.url} -> {dest}")
+        got.append(download_file(spec.url, dest, spec.sha256, spec.size))
+    return got, manual
+

@@ -1,0 +1,247 @@
+"""Import single-image results of other VPR tools, so every sequence method can run on top of them.
+
+The imported result becomes a :class:`~vprbench.data.dataset.BenchmarkDataset` whose traverses carry
+no descriptors (positions = frame index, unit "frame") but which holds ``distances`` [n_query,
+n_ref] (lower = more similar) and an explicit ``ground_truth``. Similarities S are turned into
+distances as ``S.max() - S`` (monotone, non-negative), or ``-S`` with ``similarity_to_distance =
+"negate"``.
+
+* VPR_Tutorial (Schubert et al.): ``S``, ``GThard`` and ``GTsoft``, each [n_ref, n_query] (rows are
+  references), in ``.npy`` files or one ``.npz``. Loader ``vpr-tutorial``.
+* VPR-Bench (Zaffar et al.): a dataset folder with ``ref/``, ``query/`` and the pickled
+  ``ground_truth_new.npy`` ([n_query, 2] rows ``[query index, positive reference indices]``),
+  plus a technique's pickled ``precomputed_data_corrected.npy`` (query indices, best reference,
+  best score, score matrix [n_query, n_ref] higher = more similar, encoding time, matching time).
+  Loader ``vpr-bench``. Pickled files load only with ``trust = true``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.dataset import BenchmarkDataset
+from vprbench.data.download import missing_files_error, require_data_dir
+from vprbench.data.groundtruth import GroundTruth
+from vprbench.data.loaders.common import parse_splits
+from vprbench.data.loaders.image_folders import IMAGE_SUFFIXES
+from vprbench.data.traverse import Traverse
+
+if TYPE_CHECKING:
+    from vprbench.data.catalog import DatasetDefinition
+
+
+def similarity_to_distance(s: np.ndarray, mode: str = "max-minus") -> np.ndarray:
+    """Distances (lower = more similar) from similarities: ``S.max() - S`` or ``-S``."""
+    s = np.asarray(s, dtype=np.float64)
+    if mode == "max-minus":
+        return s.max() - s
+    if mode == "negate":
+        return -s
+    raise ConfigError(f"similarity_to_distance must be 'max-minus' or 'negate', got {mode!r}")
+
+
+def _load_plain(path: Path, key: str | None, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        obj = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{path}: {what} must be a plain (non-pickled) .npy/.npz array ({e})") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        with obj:
+            if key is None or key not in obj.files:
+                raise DataError(f"{path}: no array {key!r} in this .npz (found {obj.files})")
+            return obj[key]
+    return obj
+
+
+def read_vpr_tutorial(
+    similarity: Path,
+    ground_truth: Path,
+    similarity_key: str = "S",
+    hard_key: str = "GThard",
+    soft_key: str | None = "GTsoft",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """S, GThard, GTsoft ([n_ref, n_query]; GTsoft may be None) from ``.npy`` files or ``.npz`` keys.
+
+    ``similarity`` / ``ground_truth`` are files; for a ``.npz`` the keys select the arrays, for a
+    ``.npy`` ``ground_truth`` is GThard and GTsoft is looked for beside it as ``<stem>_soft.npy``.
+    """
+    s = np.asarray(_load_plain(Path(similarity), similarity_key, "similarity matrix S"))
+    gt_path = Path(ground_truth)
+    hard = np.asarray(_load_plain(gt_path, hard_key, "ground truth GThard"))
+    soft = None
+    if gt_path.suffix == ".npz":
+        with np.load(gt_path, allow_pickle=False) as z:
+            if soft_key and soft_key in z.files:
+                soft = np.asarray(z[soft_key])
+    elif soft_key:
+        cand = gt_path.with_name(gt_path.stem + "_soft.npy")
+        if cand.is_file():
+            soft = np.asarray(_load_plain(cand, None, "ground truth GTsoft"))
+    if s.ndim != 2:
+        raise DataError(f"{similarity}: S must be [n_ref, n_query], got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise DataError(f"{similarity}: S holds NaN or infinite values")
+    for name, m in (("GThard", hard), ("GTsoft", soft)):
+        if m is None:
+            continue
+        if m.shape != s.shape:
+            raise DataError(f"{ground_truth}: {name} has shape {m.shape}, S has {s.shape}; expected the same [n_ref, n_query]")
+        if not (m.dtype == bool or np.isin(m, (0, 1)).all()):
+            raise DataError(f"{ground_truth}: {name} must be boolean (0/1) values")
+    return s, hard.astype(bool), None if soft is None else soft.astype(bool)
+
+
+def _index_traverse(name: str, n: int, images: list[Path] | None = None) -> Traverse:
+    return Traverse(name, np.arange(n, dtype=np.float64), "frame", image_paths=None if images is None else tuple(images))
+
+
+def _result_dataset(
+    definition: DatasetDefinition,
+    distances: np.ndarray,
+    gt: GroundTruth,
+    ref_images: list[Path] | None = None,
+    q_images: list[Path] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> BenchmarkDataset:
+    p = definition.params
+    n_q, n_r = distances.shape
+    return BenchmarkDataset(
+        name=definition.name,
+        reference=_index_traverse(p.get("reference", "reference"), n_r, ref_images),
+        queries={p.get("query", "query"): _index_traverse(p.get("query", "query"), n_q, q_images)},
+        splits=parse_splits(p.get("splits"), n_r, n_q, f"dataset {definition.name!r}"),
+        radius=float(p.get("radius", 0.5)),
+        description=definition.summary,
+        distances=np.ascontiguousarray(distances, dtype=np.float32),
+        ground_truth=gt,
+        meta={"loader": definition.loader, **(meta or {})},
+    )
+
+
+def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
+    """Loader ``vpr-tutorial``: params ``similarity`` (file), ``ground_truth`` (file), optional keys
+    ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_to_distance``, ``splits``."""
+    data_dir = require_data_dir(definition, data_dir)
+    p = definition.params
+    for k in ("similarity", "ground_truth"):
+        if not isinstance(p.get(k), str):
+            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"file\"")
+    missing = [p[k] for k in ("similarity", "ground_truth") if not (data_dir / p[k]).is_file()]
+    if missing:
+        raise missing_files_error(definition, data_dir, missing)
+    s, hard, soft = read_vpr_tutorial(data_dir / p["similarity"], data_dir / p["ground_truth"], p.get("similarity_key", "S"), p.get("hard_key", "GThard"), p.get("soft_key", "GTsoft"))
+    gt = GroundTruth.from_dense(hard.T, None if soft is None else soft.T)
+    dist = similarity_to_distance(s.T, p.get("similarity_to_distance", "max-minus"))
+    return _result_dataset(definition, dist, gt, meta={"source": "VPR_Tutorial", "has_soft": soft is not None})
+
+
+# VPR-Bench ------------------------------------------------------------------------------------
+
+
+def _untrusted(path: Path, what: str) -> DataError:
+    return DataError(
+        f"{path}: {what} is a pickled NumPy object array (VPR-Bench stores it that way). Unpickling a file can run "
+        "arbitrary code, so vprbench does not load it by default. If you trust where the file comes from, "
+        "set trust = true in the dataset definition's [params] (or pass the dataset override trust=true); "
+        "otherwise convert it to plain arrays in a trusted environment."
+    )
+
+
+def _load_pickled(path: Path, trust: bool, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError:
+        if not trust:
+            raise _untrusted(path, what) from None
+    try:
+        return np.load(path, allow_pickle=True, encoding="latin1")
+    except Exception as e:  # corrupt pickles raise many types
+        raise DataError(f"{path}: cannot read {what} ({type(e).__name__}: {e})") from None
+
+
+def read_vpr_bench_ground_truth(path: Path, trust: bool = False, n_ref: int | None = None) -> tuple[np.ndarray, list[list[int]]]:
+    """Query indices [n_q] and per-query positive reference lists from ``ground_truth_new.npy``."""
+    arr = _load_pickled(Path(path), trust, "ground_truth_new.npy")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DataError(f"{path}: ground truth must be [n_queries, 2] rows [query index, positives], got shape {arr.shape}")
+    q_idx = np.array([int(r[0]) for r in arr], dtype=np.int64)
+    positives = []
+    for r in arr:
+        v = r[1]
+        lst = [int(v)] if np.ndim(v) == 0 else [int(x) for x in np.asarray(v).ravel()]
+        if n_ref is not None and any(x < 0 or x >= n_ref for x in lst):
+            raise DataError(f"{path}: query {int(r[0])} lists a positive reference outside 0..{n_ref - 1}")
+        positives.append(lst)
+    return q_idx, positives
+
+
+def read_vpr_bench_matches(path: Path, trust: bool = False) -> dict[str, Any]:
+    """The six items of ``precomputed_data_corrected.npy`` as a dict (score matrix [n_q, n_ref])."""
+    arr = _load_pickled(Path(path), trust, "precomputed_data_corrected.npy")
+    items = list(arr) if arr.dtype == object else []
+    if len(items) != 6:
+        raise DataError(f"{path}: expected 6 items (query indices, best reference, best score, score matrix, encoding time, matching time), got {len(items)}")
+    scores = np.asarray(items[3], dtype=np.float64)
+    q_idx = np.asarray(items[0]).astype(np.int64).ravel()
+    if scores.ndim != 2 or scores.shape[0] != q_idx.size:
+        raise DataError(f"{path}: score matrix has shape {scores.shape}, expected [{q_idx.size} queries, n_ref]")
+    if not np.isfinite(scores).all():
+        raise DataError(f"{path}: score matrix holds NaN or infinite values")
+    return {
+        "query_indices": q_idx,
+        "best_reference": np.asarray(items[1]).astype(np.int64).ravel(),
+        "best_score": np.asarray(items[2], dtype=np.float64).ravel(),
+        "scores": scores,
+        "encoding_time_s": float(items[4]),
+        "matching_time_s": float(items[5]),
+    }
+
+
+def _images(folder: Path) -> list[Path] | None:
+    if not folder.is_dir():
+        return None
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
+    """Loader ``vpr-bench``: params ``dataset_dir`` (folder with ref/, query/, ground_truth_new.npy),
+    ``matches`` (a technique's precomputed_data_corrected.npy), ``trust`` (bool, default false)."""
+    data_dir = require_data_dir(definition, data_dir)
+    p = definition.params
+    for k in ("dataset_dir", "matches"):
+        if not isinstance(p.get(k), str):
+            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"path\"")
+    ddir = data_dir / p["dataset_dir"]
+    gt_rel = f"{p['dataset_dir']}/ground_truth_new.npy"
+    missing = [r for r in (gt_rel, p["matches"]) if not (data_dir / r).is_file()]
+    if missing:
+        raise missing_files_error(definition, data_dir, missing)
+    trust = p.get("trust", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"dataset definition {definition.source}: trust must be true or false (a TOML boolean), got {trust!r}")
+    m = read_vpr_bench_matches(data_dir / p["matches"], trust)
+    n_q, n_r = m["scores"].shape
+    gq, positives = read_vpr_bench_ground_truth(ddir / "ground_truth_new.npy", trust, n_r)
+    if not np.array_equal(np.sort(gq), np.sort(m["query_indices"])):
+        raise DataError(f"{ddir / 'ground_truth_new.npy'}: its {gq.size} query indices differ from the {n_q} of {p['matches']}")
+    # order everything by query index
+    order_m = np.argsort(m["query_indices"], kind="stable")
+    order_g = np.argsort(gq, kind="stable")
+    scores = m["scores"][order_m]
+    gt = GroundTruth.from_lists([positives[i] for i in order_g], n_r)
+    ref_images, q_images = _images(ddir / "ref"), _images(ddir / "query")
+    if ref_images is not None and len(ref_images) != n_r:
+        raise DataError(f"{ddir / 'ref'}: {len(ref_images)} images but the score matrix has {n_r} references")
+    if q_images is not None and len(q_images) != n_q:
+        raise DataError(f"{ddir / 'query'}: {len(q_images)} images but the score matrix has {n_q} queries")
+    dist = similarity_to_distance(scores, p.get("similarity_to_distance", "max-minus"))
+    meta = {"source": "VPR-Bench", "encoding_time_s": m["encoding_time_s"], "matching_time_s": m["matching_time_s"]}
+    return _result_dataset(definition, dist, gt, ref_images, q_images, meta)

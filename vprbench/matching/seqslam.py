@@ -1,0 +1,266 @@
+"""Vectorised SeqSLAM: local contrast enhancement and trajectory search over a velocity range.
+
+Layout: distance rows are queries and columns references ([n_query, n_ref]); the SeqSLAM papers
+and code use the transpose (rows references, columns queries). Queries are processed in blocks of
+contiguous frames (bounded memory); inside a block every loop runs over window offsets and
+velocities only, never over queries or references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vprbench.core.errors import ConfigError
+from vprbench.data.windows import window_starts
+from vprbench.matching.distances import DistanceSource, block_rows
+from vprbench.matching.topk import topk_smallest
+
+SEQSLAM_MODES: tuple[str, ...] = ("openseqslam", "openseqslam2")
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, halves away from zero (MATLAB's ``round``), as int64."""
+    x = np.asarray(x, dtype=np.float64)
+    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
+
+
+def velocity_range(vmin: float, vmax: float, vstep: float) -> np.ndarray:
+    """Velocities vmin, vmin + vstep, ..., vmax (inclusive, to 1e-9), float64; ConfigError if empty or non-positive."""
+    if not (np.isfinite(vmin) and np.isfinite(vmax) and np.isfinite(vstep)):
+        raise ConfigError(f"seqslam: velocities must be finite, got vmin={vmin}, vmax={vmax}, vstep={vstep}")
+    if vmin <= 0:
+        raise ConfigError(f"seqslam: vmin must be > 0 (frames of reference per query frame), got {vmin}")
+    if vmax < vmin:
+        raise ConfigError(f"seqslam: empty velocity range, vmax ({vmax}) < vmin ({vmin})")
+    if vstep <= 0:
+        raise ConfigError(f"seqslam: vstep must be > 0, got {vstep}")
+    n = int(np.floor((vmax - vmin) / vstep + 1e-9)) + 1
+    return vmin + vstep * np.arange(n, dtype=np.float64)
+
+
+def contrast_enhance(d: np.ndarray, ref_segments: np.ndarray, half_window: int = 5) -> np.ndarray:
+    """Local contrast enhancement of each query row along the reference axis, float64 [m, nr].
+
+    For reference column i the window is ``max(seg_start, i - h) .. min(seg_end - 1, i + h)``
+    inclusive (cut at the segment edges, not re-centred); the value becomes
+    ``(d - mean) / std`` over that window with the N-1 estimator. Where the window has a single
+    element or zero spread the value is 0 (the reference code would divide by zero).
+    """
+    d = np.asarray(d, dtype=np.float64)
+    m, nr = d.shape
+    i = np.arange(nr)
+    seg = np.asarray(ref_segments, dtype=np.int64)
+    a = np.maximum(seg[:, 0], i - half_window)
+    b = np.minimum(seg[:, 1] - 1, i + half_window) + 1  # exclusive
+    n = (b - a).astype(np.float64)
+    centred = d - d.mean(axis=1, keepdims=True)  # smaller cumulative sums, less cancellation
+    c1 = np.zeros((m, nr + 1))
+    np.cumsum(centred, axis=1, out=c1[:, 1:])
+    s1 = c1[:, b] - c1[:, a]
+    np.square(centred, out=c1[:, 1:])
+    np.cumsum(c1[:, 1:], axis=1, out=c1[:, 1:])
+    s2 = c1[:, b] - c1[:, a]
+    mean = s1 / n
+    var = (s2 - s1 * mean) / np.maximum(n - 1.0, 1.0)
+    scale = np.maximum(s2 / n, 1e-300)
+    ok = (n > 1) & (var > 1e-12 * scale)
+    std = np.sqrt(np.where(ok, var, 1.0))
+    return np.where(ok, (centred - mean) / std, 0.0)
+
+
+@dataclass
+class SeqSLAMResult:
+    """Per query: top-k references [nq, k] (-1: none), scores [nq, k] ascending, uniqueness ratio [nq].
+
+    ``ratio`` = best score / lowest score outside the uniqueness window (smaller = more distinctive;
+    NaN where the query gets no match).
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    ratio: np.ndarray
+
+
+def seqslam_match(
+    source: DistanceSource,
+    q_segments: np.ndarray,
+    r_segments: np.ndarray,
+    window: int,
+    velocities: np.ndarray,
+    k: int,
+    mode: str = "openseqslam",
+    enhance_half_window: int = 5,
+    uniq_half_window: int = 5,
+    boundary: str = "drop",
+    memory_mb: float = 512.0,
+) -> SeqSLAMResult:
+    """SeqSLAM matching of every query frame (see :class:`methods.seqslam.SeqSLAM` for the rules).
+
+    Args:
+        source: single-image distances [nq, nr].
+        q_segments, r_segments: [nq, 2], [nr, 2] per-frame [start, end) segment bounds.
+        window: query frames per trajectory (d_s + 1 for "openseqslam", d_s for "openseqslam2").
+        velocities: [V] reference frames per query frame, > 0.
+        k: references returned per query.
+        mode: "openseqslam" or "openseqslam2".
+        enhance_half_window: h of the contrast-enhancement window i-h..i+h.
+        uniq_half_window: starts within +-this of the best are excluded from the second best.
+        boundary: query window policy ("drop": queries whose centred window leaves their segment
+            get no match, as OpenSeqSLAM; "shift": such windows are shifted inward).
+        memory_mb: budget for one block of query frames.
+    """
+    if mode not in SEQSLAM_MODES:
+        raise ConfigError(f"seqslam: mode must be one of {SEQSLAM_MODES}, got {mode!r}")
+    if isinstance(window, bool) or int(window) < 1:
+        raise ConfigError(f"seqslam: trajectory window must be >= 1 query frame, got {window!r}")
+    v = np.asarray(velocities, dtype=np.float64).reshape(-1)
+    if v.size == 0 or not (v > 0).all():
+        raise ConfigError(f"seqslam: velocities must be a non-empty set of positive values, got {v.tolist()}")
+    nq, nr = source.shape
+    W = int(window)
+    q_seg = np.asarray(q_segments, dtype=np.int64)
+    r_seg = np.asarray(r_segments, dtype=np.int64)
+    starts, q_valid = window_starts(q_seg, W, boundary)
+    anchor = np.arange(nq) - starts  # offset of the query frame inside its window
+    j = np.arange(W)
+
+    # trajectory offsets [V, W] relative to the candidate row, and the candidate -> reported shift
+    if mode == "openseqslam":
+        offsets_by_anchor = {None: np.floor(v[:, None] * j[None, :] + 1e-9).astype(np.int64)}
+    else:
+        end = np.unique(round_half_away(v * max(W - 1, 1)))
+        vs = end / max(W - 1, 1)  # velocities snapped to distinct end offsets
+        offsets_by_anchor = {int(c): round_half_away(vs[:, None] * (j[None, :] - c)) for c in np.unique(anchor[q_valid])}
+    all_off = np.concatenate([o.ravel() for o in offsets_by_anchor.values()]) if offsets_by_anchor else np.zeros(1, np.int64)
+    pad_lo, pad_hi = max(0, -int(all_off.min())), max(0, int(all_off.max()))
+
+    kk = min(int(k), nr)
+    out_idx = np.full((nq, kk), -1, dtype=np.int64)
+    raw = np.full((nq, kk), np.inf, dtype=np.float64)
+    best = np.full(nq, np.inf)
+    second = np.full(nq, np.inf)
+    gmin = np.inf
+    # per query row: ~10 float64 temporaries of the enhancement (= 20 float32), padded copies, V scores
+    rows = max(block_rows(nr + pad_lo + pad_hi, memory_mb, copies=28 + 2 * v.size), 1)
+    s_idx = np.arange(nr)
+    for a in range(0, nq, rows):
+        b = min(nq, a + rows)
+        # a window holds its own query frame, so the block's windows lie in rows a - W + 1 .. b + W - 2
+        lo, hi = max(0, a - W + 1), min(nq, b + W - 1)
+        e = contrast_enhance(source.block(lo, hi), r_seg, enhance_half_window)
+        gmin = min(gmin, float(e[a - lo : b - lo].min()))  # rows a..b-1: each frame counted in one block
+        epad = np.full((hi - lo, pad_lo + nr + pad_hi), np.inf, dtype=np.float32)
+        epad[:, pad_lo : pad_lo + nr] = e
+        del e
+        qsel = np.flatnonzero(q_valid[a:b]) + a  # the block's queries (by frame)
+        for group, off in offsets_by_anchor.items():
+            g = qsel if group is None else qsel[anchor[qsel] == group]
+            if g.size == 0:
+                continue
+            r0 = starts[g] - lo
+            sv = np.zeros((off.shape[0], g.size, nr), dtype=np.float32)
+            for jj in range(W):
+                rows_j = epad[r0 + jj]
+                for vi in range(off.shape[0]):
+                    o = pad_lo + off[vi, jj]
+                    sv[vi] += rows_j[:, o : o + nr]
+            # trajectories must stay in the candidate's reference segment
+            if mode == "openseqslam":
+                ok = s_idx[None, :] + off[:, -1:] < r_seg[:, 1][None, :]
+            else:
+                ok = (s_idx[None, :] + off.min(axis=1, keepdims=True) >= r_seg[:, 0][None, :]) & (
+                    s_idx[None, :] + off.max(axis=1, keepdims=True) < r_seg[:, 1][None, :]
+                )
+            sv[~np.broadcast_to(ok[:, None, :], sv.shape)] = np.inf
+            score = sv.min(axis=0)
+            del sv
+            if mode == "openseqslam":
+                # reported reference = candidate + anchor; it must stay inside the candidate's segment
+                score[(s_idx[None, :] + anchor[g][:, None]) >= r_seg[:, 1][None, :]] = np.inf
+            _finish(score, g, kk, out_idx, raw, best, second, uniq_half_window)
+        del epad
+    if mode == "openseqslam":
+        out_idx = np.where(out_idx >= 0, out_idx + anchor[:, None], -1)
+    shift = -W * gmin  # the whole enhanced matrix is shifted so its minimum is 0
+    scores = np.where(out_idx >= 0, raw + shift, np.inf).astype(np.float32)
+    b_s, s_s = best + shift, second + shift
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(s_s > 0, b_s / s_s, np.where(b_s > 0, np.inf, 1.0))
+    ratio = np.where(np.isfinite(best), np.where(np.isinf(second), 0.0, ratio), np.nan)
+    return SeqSLAMResult(out_idx, scores, ratio)
+
+
+def _finish(score, g, kk, out_idx, raw, best, second, uh) -> None:
+    """Top-k, best and second-best (outside +-uh of the best) of score rows [len(g), nr]."""
+    idx, val = topk_smallest(score, kk)
+    fin = np.isfinite(val)
+    out_idx[g] = np.where(fin, idx, -1)
+    raw[g] = np.where(fin, val, np.inf)
+    m = idx[:, 0]
+    best[g] = val[:, 0]
+    cols = np.arange(score.shape[1])[None, :]
+    masked = np.where(np.abs(cols - m[:, None]) <= uh, np.inf, score)
+    second[g] = masked.min(axis=1) if masked.shape[1] else np.inf
+
+
+def seqslam_reference(
+    dist: np.ndarray,
+    window: int,
+    velocities: np.ndarray,
+    mode: str = "openseqslam",
+    enhance_half_window: int = 5,
+    uniq_half_window: int = 5,
+    boundary: str = "drop",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Naive per-query loops of SeqSLAM on one segment (tests): (match [nq], best score [nq], ratio [nq]).
+
+    Written in the reference code's layout (rows references, columns queries) and loop order.
+    """
+    D = np.asarray(dist, dtype=np.float64).T  # [nr, nq]
+    nr, nq = D.shape
+    h = enhance_half_window
+    E = np.zeros_like(D)
+    for i in range(nr):
+        w = D[max(0, i - h) : min(nr - 1, i + h) + 1]
+        sd = w.std(axis=0, ddof=1) if w.shape[0] > 1 else np.zeros(nq)
+        E[i] = np.where(sd > 0, (D[i] - w.mean(axis=0)) / np.where(sd > 0, sd, 1), 0.0)
+    E -= E.min()
+    match = np.full(nq, -1)
+    best = np.full(nq, np.inf)
+    ratio = np.full(nq, np.nan)
+    W = window
+    for N in range(nq):
+        st = N - W // 2
+        if boundary == "shift":
+            st = min(max(st, 0), nq - W)
+        if st < 0 or st + W > nq:
+            continue
+        c = N - st
+        score = np.full(nr, np.inf)
+        for s in range(nr):
+            for vel in (velocities if mode == "openseqslam" else np.unique(round_half_away(np.asarray(velocities) * max(W - 1, 1))) / max(W - 1, 1)):
+                tot = 0.0
+                for jj in range(W):
+                    if mode == "openseqslam":
+                        row = s + int(np.floor(jj * vel + 1e-9))
+                    else:
+                        row = s + int(round_half_away(np.array((jj - c) * vel)))
+                    if row < 0 or row >= nr:
+                        tot = np.inf
+                        break
+                    tot += E[row, st + jj]
+                score[s] = min(score[s], tot)
+        if mode == "openseqslam":
+            score[np.arange(nr) + c >= nr] = np.inf
+        if not np.isfinite(score).any():
+            continue
+        m = int(np.argmin(score))
+        out = np.ones(nr, bool)
+        out[max(0, m - uniq_half_window) : m + uniq_half_window + 1] = False
+        sec = score[out].min() if out.any() else np.inf
+        match[N] = m + c if mode == "openseqslam" else m
+        best[N] = score[m]
+        ratio[N] = 0.0 if np.isinf(sec) else (score[m] / sec if sec > 0 else (np.inf if score[m] > 0 else 1.0))
+    return match, best, ratio

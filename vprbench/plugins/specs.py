@@ -1,0 +1,169 @@
+"""Method specifications on the command line and their expansion into parameter grids.
+
+Syntax: ``name`` or ``name[key=value,key2=v1|v2]``; ``|`` separates alternatives, and every
+combination becomes one job (a grid, as in ann-benchmarks). A parameter that names another method
+(a stage, e.g. hvpr's ``shortlister``) takes a full method spec, nested to any depth:
+``hvpr[shortlister=seqnet[pca_dim=0],reranker=seqnet-s1[pca_dim=0|128]]`` (alternatives inside a
+stage expand the grid too). ``all`` means every registered method. Extra
+``--param name.key=v1,v2`` options add grid axes to every spec of that method.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vprbench.core.errors import ConfigError
+from vprbench.core.params import Stage
+
+if TYPE_CHECKING:
+    from vprbench.plugins.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method with fixed parameter values: text as typed, native values, or nested specs (stages)."""
+
+    name: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The spec as written, keys sorted, e.g. ``seqmatchnet[loss=single,mining=seqmatch]``."""
+        return format_spec(self.name, self.params)
+
+
+def format_value(v: object) -> str:
+    """A parameter value as it is written in a spec (tuples as ``a/b``, nested specs by label)."""
+    if isinstance(v, MethodSpec):
+        return v.label
+    if hasattr(v, "label") and hasattr(v, "info"):  # a Method instance
+        return str(v.label)
+    if isinstance(v, (tuple, list)):
+        return "/".join(map(str, v))
+    return str(v)
+
+
+def format_spec(name: str, params: Mapping[str, object]) -> str:
+    """``name[k=v,...]`` with sorted keys, or ``name`` without parameters."""
+    if not params:
+        return name
+    inner = ",".join(f"{k}={format_value(v)}" for k, v in sorted(params.items()))
+    return f"{name}[{inner}]"
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside square brackets (empty parts dropped)."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"unbalanced ']' in method spec {text!r}")
+        if ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if depth:
+        raise ConfigError(f"unbalanced '[' in method spec {text!r}")
+    parts.append("".join(cur).strip())
+    return [p for p in parts if p]
+
+
+def _split_item(item: str) -> tuple[str, dict[str, list[str]]]:
+    """``name[k=a|b,...]`` -> (name, {k: ["a", "b"]}) with alternatives split at the top level."""
+    name, bracket, rest = item.partition("[")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"method spec {item!r}: expected name or name[key=value,...]")
+    grid: dict[str, list[str]] = {}
+    if bracket:
+        if not rest.endswith("]"):
+            raise ConfigError(f"method spec {item!r}: expected name[key=value,...] (text after ']')")
+        for kv in split_top_level(rest[:-1]):
+            key, eq, value = kv.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"method spec {item!r}: expected key=value, got {kv!r}")
+            if key.strip() in grid:
+                raise ConfigError(f"method spec {item!r}: parameter {key.strip()!r} given twice")
+            grid[key.strip()] = [v.strip() for v in split_top_level(value, "|")] or [""]
+    return name, grid
+
+
+def _is_stage(registry: Registry, name: str, key: str) -> bool:
+    spec = registry.get(name).info.params.get(key)
+    return spec is not None and spec.kind is Stage
+
+
+def expand_item(item: str, registry: Registry, extra: Mapping[str, Mapping[str, list[str]]] | None = None) -> list[MethodSpec]:
+    """Every concrete spec of one ``name[...]`` item (grid product; stages expanded recursively)."""
+    name, grid = _split_item(item)
+    registry.get(name)  # unknown method -> error with suggestions
+    axes = {**(extra or {}).get(name, {}), **grid}
+    keys = sorted(axes)
+    options: list[list[object]] = []
+    for k in keys:
+        if _is_stage(registry, name, k):
+            options.append([sub for alt in axes[k] for sub in expand_item(alt, registry)])
+        else:
+            options.append(list(axes[k]))
+    return [MethodSpec(name, dict(zip(keys, combo))) for combo in itertools.product(*options)]
+
+
+def parse_spec(text: str | MethodSpec, registry: Registry) -> MethodSpec:
+    """One concrete spec (no alternatives), e.g. a stage's default ``seqnet``."""
+    if isinstance(text, MethodSpec):
+        return text
+    specs = expand_item(text.strip(), registry)
+    if len(specs) != 1:
+        raise ConfigError(f"method spec {text!r}: expected one method, got {len(specs)} alternatives")
+    return specs[0]
+
+
+def parse_param_options(options: Iterable[str], registry: Registry) -> dict[str, dict[str, list[str]]]:
+    """Parse ``--param method.key=v1,v2`` options into {method: {key: [values]}}."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for opt in options:
+        lhs, eq, value = opt.partition("=")
+        method, dot, key = lhs.partition(".")
+        if not eq or not dot or not method or not key:
+            raise ConfigError(f"--param {opt!r}: expected METHOD.KEY=VALUE[,VALUE...]")
+        registry.get(method)
+        if key in out.get(method, {}):
+            raise ConfigError(f"--param {opt!r}: {method}.{key} is given twice; put every value in one --param {method}.{key}=A,B")
+        sep = "|" if _is_stage(registry, method, key) else ","
+        out.setdefault(method, {})[key] = [v.strip() for v in split_top_level(value.replace("|", sep) if sep == "," else value, sep)]
+    return out
+
+
+def expand(methods: str, param_options: Iterable[str], registry: Registry) -> list[MethodSpec]:
+    """All concrete method specs (grid products), each validated by creating the method now.
+
+    Raises :class:`ConfigError` (exit 2) for unknown names, bad values and ``--param`` options for
+    methods that are not in ``methods``.
+    """
+    extra = parse_param_options(param_options, registry)
+    items = split_top_level(methods)
+    if not items:
+        raise ConfigError("--methods is empty; give 'all' or a comma-separated list of method names")
+    names_used: set[str] = set()
+    specs: list[MethodSpec] = []
+    for item in items:
+        for text in registry.names() if item == "all" else [item]:
+            for spec in expand_item(text, registry, extra):
+                names_used.add(spec.name)
+                registry.create(spec)  # validates names, types, ranges and stages now
+                if spec not in specs:
+                    specs.append(spec)
+    unused = sorted(set(extra) - names_used)
+    if unused:
+        raise ConfigError(
+            f"--param given for method(s) {unused} that are not in --methods {methods!r}; add them to --methods or drop the --param"
+        )
+    return specs
+
