@@ -111,7 +111,7 @@ def test_layer_checker_catches_wrong_imports(tmp_path):
     )
     found = violations(bad, "data")
     assert sorted(w.split(":")[0] for w in found) == ["line 4", "line 5", "line 6"]
-    assert violations(bad, "plugins") == ["line 4: vprbench.running.runner (running, rank 6) from plugins (rank 5)"]
+    assert sorted(w.split(":")[0] for w in violations(bad, "plugins")) == ["line 4", "line 6"]  # no shims inside the library
     assert len(violations(bad, "matching")) == 2 and "matching.sequence" not in " ".join(violations(bad, "matching"))
 
 
