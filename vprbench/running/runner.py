@@ -249,12 +249,18 @@ class Runner:
 
         pred_rel = Path("predictions") / path.relative_to(self.out / "records").with_suffix(".npz")
         k_save = min(ranking.k, max(c.ns))
+        gt = test.ground_truth
+        hits = gt.hits(ranking.indices[:, :k_save])
         save_npz_atomic(
             self.out / pred_rel,
             indices=ranking.indices[:, :k_save].astype(np.int32),
             distances=ranking.distances[:, :k_save],
             confidence=ranking.confidence,
             query_mask=mask,
+            # per query: rank of the first positive in the saved top-K (-1: none), and whether the
+            # query counts for Recall@N (evaluated under the boundary policy and has a positive)
+            first_hit=np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype(np.int32),
+            evaluated=mask & gt.has_positive,
         )
         single = method.info.single_match or ranking.k == 1
         record = {
