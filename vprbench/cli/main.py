@@ -205,17 +205,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from vprbench.plugins.conformance import check_method
+    from vprbench.plugins.conformance import checks_for, run_check
     from vprbench.plugins.registry import discover
 
     registry = discover(args.plugins)
     names = registry.names() if args.names == ["all"] else args.names
+    for name in names:
+        registry.get(name)  # unknown names: exit 2 before any work
     failed = 0
     for name in names:
-        problems = check_method(registry.get(name))
-        print(f"{name}: {'ok' if not problems else 'FAILED'}")
-        for p in problems:
-            print(f"  - {p}")
+        checks = checks_for(registry.get(name).info)
+        problems = {}
+        for check in checks:
+            problem = run_check(check, name, registry)
+            if problem is not None:
+                problems[check.name] = problem
+        print(f"{name}: {'ok' if not problems else 'FAILED'} ({len(checks) - len(problems)}/{len(checks)} checks passed)")
+        for check_name, problem in problems.items():
+            print(f"  - {check_name}: {problem}")
         failed += bool(problems)
     return 1 if failed else 0
 

@@ -26,6 +26,7 @@ from vprbench.core.fileio import ensure_writable_dir, save_npz_atomic, write_jso
 from vprbench.core.hashing import stable_hash
 from vprbench.data.catalog import load_dataset
 from vprbench.data.dataset import BenchmarkDataset, SplitData
+from vprbench.data.views import ranking_view
 from vprbench.data.windows import BOUNDARY_POLICIES, check_seq_len, traverse_windows
 from vprbench.matching.distances import pairwise_distances
 from vprbench.metrics.evaluator import RecallEvaluator
@@ -232,7 +233,7 @@ class Runner:
                         method.fit(train, val, ctx)
                 ctx.dataset_fingerprint = ds.fingerprint
                 with ctx.timings("rank"):
-                    ranking = method.rank(test, ctx)
+                    ranking = method.rank(ranking_view(test), ctx)
                 ranking.validate(len(test.query), len(test.reference), spec.label)
                 with ctx.timings("evaluate"):
                     ev = self.evaluator.evaluate(
