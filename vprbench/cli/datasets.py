@@ -23,6 +23,7 @@ def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     """Add the ``datasets`` command (with list / info / verify / download) to ``subparsers``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=None, help="data directory (default: $VPRBENCH_DATA_DIR)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
     p = subparsers.add_parser("datasets", help="list dataset definitions, show their files, verify or download them")
     sub = p.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
     sub.add_parser("list", parents=[common], help="every dataset definition, and whether its files are present")

@@ -112,14 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
 
-    for sub_parser in sub.choices.values():  # -q works after the command too
+    from vprbench.cli.datasets import add_datasets_parser
+
+    add_datasets_parser(sub)
+    for sub_parser in sub.choices.values():  # -q and --plugins work after the command too
         sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
-    try:
-        from vprbench.cli.datasets import add_datasets_parser
-    except ImportError:  # pragma: no cover - optional module
-        pass
-    else:
-        add_datasets_parser(sub)
+        sub_parser.add_argument("--plugins", action="append", dest="plugins_after", default=[], metavar="DIR",
+                                help="extra folder of method plugin files (repeatable; also $VPRBENCH_PLUGIN_PATH)")
     return parser
 
 
@@ -230,6 +229,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.plugins = [*args.plugins, *getattr(args, "plugins_after", [])]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]
