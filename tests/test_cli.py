@@ -31,7 +31,7 @@ def test_seq_len_longer_than_traverse_exit_3(tmp_path, capsys):
 
 
 def test_run_prints_table_writes_records_and_resumes(tmp_path, capsys):
-    args = ["run", "--methods", "netvlad,seqmatch", "--dataset", "synth-tiny", "--seeds", "0,1", "--out", str(tmp_path)]
+    args = ["run", "--methods", "netvlad,seqmatch,seqnet-s1[epochs=1]", "--dataset", "synth-tiny", "--seeds", "0,1", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| single-image" in out and "| sequence-matching" in out and "R@1 std" in out
@@ -48,10 +48,53 @@ def test_report_without_results_exit_2(tmp_path, capsys):
     assert "run `vprbench run" in capsys.readouterr().err
 
 
-def test_help_mentions_examples(capsys):
+def test_every_help_example_is_a_valid_command(capsys):
+    """The examples printed by --help parse and their method specs expand (they would run)."""
+    import shlex
+
+    from vprbench.cli.main import EXAMPLES, build_parser
+    from vprbench.plugins.registry import discover
+    from vprbench.plugins.specs import expand
+
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    assert "vprbench run --methods all" in capsys.readouterr().out
+    assert EXAMPLES.splitlines()[1].strip() in capsys.readouterr().out
+    lines = [line.split("  ")[0].strip() for line in EXAMPLES.splitlines()[1:] if line.strip().startswith("vprbench")]
+    assert len(lines) >= 5
+    parser, reg = build_parser(), discover()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        if args.command == "run":
+            assert expand(args.methods, args.param, reg), line
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--methods", "netvlad", "--methods", "seqmatch"], "--methods given twice"),
+    (["run", "--seeds", "0", "--seeds", "1"], "--seeds given twice"),
+    (["run", "--seeds", "-1"], "seeds must be integers in [0, 2**63)"),
+    (["run", "--device", "gpu"], "expected cpu, cuda or cuda:N"),
+    (["run", "--methods", "netvlad", "--param", "seqmatch.variant=centerOnly"], "not in --methods"),
+    (["run", "--methods", "seqslam[vmin=-5]"], "parameter 'vmin'"),
+    (["run", "--methods", "seqslam", "--param", "seqslam.vmin=abc"], "parameter 'vmin' expects float"),
+    (["run", "--methods", "seqslam[vmin=1.2,vmax=0.8]"], "empty velocity range"),
+    (["run", "--methods", "hvpr[shortlist_k=0]"], "parameter 'shortlist_k'"),
+    (["run", "--methods", "seqnet[epochs=0]"], "parameter 'epochs'"),
+    (["run", "--top-k", "many"], "invalid int value"),
+])
+def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys, argv, message):
+    try:
+        code = main([*argv, "--out", str(tmp_path / "out")])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert not (tmp_path / "out" / "records").exists()
+
+
+def test_dataset_directory_is_a_config_error(tmp_path, capsys):
+    assert main(["run", "--methods", "netvlad", "--dataset", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "is a directory" in capsys.readouterr().err
 
 
 def test_dataset_params_parse_booleans_strictly():

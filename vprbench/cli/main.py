@@ -1,7 +1,8 @@
-"""Command line: ``vprbench list | run | report``.
+"""Command line: ``vprbench list | run | report | check | datasets``.
 
-Exit codes: 0 success; 1 some jobs failed (the others' results are kept); 2 bad arguments or
-configuration; 3 bad data; 130 interrupted (finished jobs are kept; re-run to resume).
+Exit codes: 0 success; 1 some jobs failed or results could not be written (the others' results
+are kept); 2 bad arguments or configuration; 3 bad data; 130 interrupted (finished jobs are kept;
+re-run to resume).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from vprbench.core.errors import ConfigError, DataError, VPRBenchError
+from vprbench.core.errors import ConfigError, DataError, OutputError, VPRBenchError
 
 log = logging.getLogger("vprbench")
 
@@ -28,14 +29,37 @@ examples:
 """
 
 
-def _int_list(text: str) -> list[int]:
+def _seed_list(text: str) -> list[int]:
+    """Comma-separated seeds, each an integer in [0, 2**63)."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
+    bad = [v for v in values if not 0 <= v < 2**63]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seeds must be integers in [0, 2**63), got {bad}")
     return values
+
+
+def _device(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+class _Once(argparse.Action):
+    """An option that may be given only once (a second --methods would silently replace the first)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            parser.error(f"{option_string} given twice; give it once (a comma-separated list makes several)")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
 
 
 def _key_values(items: list[str]) -> dict[str, object]:
@@ -78,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run methods on a dataset and print the Recall@N table",
                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
-    p_run.add_argument("--methods", default="all", help="'all' or comma-separated names, each optionally with "
+    p_run.add_argument("--methods", default="all", action=_Once, help="'all' or comma-separated names, each optionally with "
                        "parameters name[key=value,key=v1|v2] (default: all)")
     p_run.add_argument("--dataset", default=DEFAULT_DATASET, help=f"dataset name or definition file (default: {DEFAULT_DATASET})")
     p_run.add_argument("--param", action="append", default=[], metavar="METHOD.KEY=V[,V...]",
@@ -86,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--seq-len", type=int, default=5, metavar="L", help="sequence length in frames (default: 5)")
     p_run.add_argument("--boundary", choices=("shift", "drop"), default="shift",
                        help="windows at segment bounds: shift inward (released test code) or drop the frame (default: shift)")
-    p_run.add_argument("--seeds", type=_int_list, default=[0], metavar="S[,S...]", help="random seeds (default: 0)")
+    p_run.add_argument("--seeds", type=_seed_list, default=[0], action=_Once, metavar="S[,S...]",
+                       help="random seeds, integers in [0, 2**63) (default: 0)")
     p_run.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p_run.add_argument("--query", default=None, help="query traverse name, for datasets with several (default: the first)")
     p_run.add_argument("--train-dataset", default=None, metavar="NAME",
@@ -96,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--data-dir", default=None, help="folder with downloaded datasets (default: $VPRBENCH_DATA_DIR)")
     p_run.add_argument("--out", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
     p_run.add_argument("--top-k", type=int, default=20, help="references ranked per query (default: 20)")
-    p_run.add_argument("--device", default="cpu", help="torch device for learned methods, e.g. cpu or cuda (default: cpu)")
+    p_run.add_argument("--device", default="cpu", type=_device, help="torch device for learned methods, e.g. cpu or cuda (default: cpu)")
     p_run.add_argument("--memory-mb", type=float, default=512.0, help="memory budget of one distance block in MiB (default: 512)")
+    p_run.add_argument("--protocol", default=None, metavar="NAME",
+                       help="evaluation protocol of the dataset (default: its 'default'; see `vprbench datasets info NAME`)")
     p_run.add_argument("--force", action="store_true", help="recompute jobs whose results exist (default: skip them)")
     p_run.add_argument("--no-report", action="store_true", help="do not regenerate tables and plots in --out")
     p_run.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
@@ -109,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("report", help="aggregate results into tables (Markdown, CSV, LaTeX) and plots")
     p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
     p_rep.add_argument("--no-plots", action="store_true", help="tables only")
+    p_rep.add_argument("--protocol", default=None, metavar="NAME",
+                       help="recompute every metric under this protocol of the datasets from the stored predictions (no method runs)")
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
 
@@ -157,12 +186,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vprbench.reporting.tables import format_table, records_frame, summary_table
     from vprbench.running.runner import RunConfig, Runner
 
+    if Path(args.dataset).is_dir():
+        raise ConfigError(f"--dataset {args.dataset!r} is a directory; give a dataset name or a definition file (.toml)")
     registry = discover(args.plugins)
     specs = expand(args.methods, args.param, registry)
     config = RunConfig(
         dataset=args.dataset, out=args.out, seq_len=args.seq_len, boundary=args.boundary, seeds=args.seeds,
         split=args.split, query=args.query, train_dataset=args.train_dataset, data_dir=args.data_dir,
-        dataset_params=_key_values(args.dataset_param),
+        dataset_params=_key_values(args.dataset_param), protocol=args.protocol,
         top_k=args.top_k, device=args.device, memory_mb=args.memory_mb, force=args.force,
         progress=progress_enabled({"auto": None, "on": True, "off": False}[args.progress]),
     )
@@ -173,9 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if records and not args.no_report:
         _, paths = report(config.out)
         log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values()})))
-    skipped = [o for o in summary.outcomes if o.status == "unsupported"]
-    for o in skipped:
-        log.warning("not run: %s (%s)", o.spec.label, o.error)
+    for o in summary.outcomes:
+        if o.status in ("unsupported", "busy"):
+            log.warning("not run: %s (%s)", o.spec.label, o.error)
+    warned = sorted({w for r in records for w in r.get("warnings", [])})
+    if warned:
+        log.warning("%d warning(s) about this run's data or results are stored in its records; the first: %s", len(warned), warned[0])
     if summary.failed:
         for o in summary.failed:
             log.error("failed: %s seed %d: %s", o.spec.label, o.seed, o.error)
@@ -187,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import format_table
 
-    summary, paths = report(args.dir, plots=not args.no_plots)
+    summary, paths = report(args.dir, plots=not args.no_plots, protocol=args.protocol)
     print(format_table(summary, "github"))
     if args.compare is not None:
         from vprbench.reporting.published import compare, format_comparison, load_published
@@ -242,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.get(args.command) or getattr(args, "handler", None)
     try:
         return command(args)
+    except OutputError as e:
+        print(f"vprbench: cannot write results: {e}", file=sys.stderr)
+        return 1
     except ConfigError as e:
         print(f"vprbench: error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,10 @@ class DataError(VPRBenchError, ValueError):
     """Bad data: wrong shape, NaN values, missing or corrupt files, empty traverses."""
 
 
+class OutputError(VPRBenchError, OSError):
+    """Results cannot be written (full disk, read-only folder); finished jobs are kept."""
+
+
 class UnknownNameError(ConfigError, KeyError):
     """An unknown method, dataset, parameter or preset name."""
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from vprbench.core.errors import ConfigError, DataError, unknown_name
 from vprbench.data.dataset import BenchmarkDataset
+from vprbench.data.protocol import protocols_from_definition
 
 DATA_DIR_ENV = "VPRBENCH_DATA_DIR"
 DATASET_PATH_ENV = "VPRBENCH_DATASET_PATH"
@@ -143,4 +144,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, overrides
     dataset = loader(definition, resolve_data_dir(data_dir))
     if not isinstance(dataset, BenchmarkDataset):
         raise DataError(f"dataset loader {definition.loader!r} returned {type(dataset).__name__}, expected BenchmarkDataset")
+    protocols = protocols_from_definition(definition.raw, dataset.position_unit, definition.source or definition.name)
+    object.__setattr__(dataset, "protocols", {**dataset.protocols, **protocols})  # frozen dataclass; nothing derived from it yet
     return dataset

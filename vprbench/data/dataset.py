@@ -10,6 +10,7 @@ import numpy as np
 
 from vprbench.core.errors import DataError, unknown_name
 from vprbench.data.groundtruth import GroundTruth
+from vprbench.data.protocol import DEFAULT_PROTOCOL, Protocol
 from vprbench.data.traverse import Traverse
 
 
@@ -93,7 +94,9 @@ class BenchmarkDataset:
         distances: optional imported single-image distance matrix [n_query, n_ref] of the default
             query traverse against the reference (lower = more similar).
         ground_truth: optional explicit ground truth of the default query traverse (full traverses).
-        meta: provenance (generator parameters, source files), recorded with results.
+        meta: provenance (generator parameters, source files), recorded with results; ``warnings``
+            (a list of texts) are printed by every run and stored in its records.
+        protocols: named evaluation protocols (see :mod:`vprbench.data.protocol`); ``default`` always.
     """
 
     name: str
@@ -107,6 +110,7 @@ class BenchmarkDataset:
     distances: np.ndarray | None = None
     ground_truth: GroundTruth | None = None
     meta: dict = field(default_factory=dict)
+    protocols: dict[str, Protocol] = field(default_factory=lambda: {DEFAULT_PROTOCOL: Protocol(description="the dataset's own radius")})
 
     def __post_init__(self) -> None:
         what = f"dataset {self.name!r}"

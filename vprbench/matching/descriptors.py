@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
-from vprbench.matching.distances import l2_normalise
+from vprbench.matching.distances import DistanceSource, l2_normalise
+from vprbench.matching.sequence import topk_from
 from vprbench.matching.topk import mask_queries
 
 if TYPE_CHECKING:
@@ -72,30 +73,21 @@ def sequential_descriptor_topk(
     return mask_queries(idx, dist, qv)
 
 
-def nearest_neighbours(q: np.ndarray, r: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact Euclidean k-nearest neighbours of unit-length rows with a faiss flat inner-product index.
+def nearest_neighbours(q: np.ndarray, r: np.ndarray, k: int, memory_mb: float = 512.0) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean k-nearest neighbours of L2-normalised rows (blocked matrix products).
 
     Args:
         q: [nq, D] query descriptors, r: [nr, D] reference descriptors; both are L2-normalised here
-            (zero rows stay zero), so inner product ranks like Euclidean distance.
+            (zero rows stay zero).
         k: neighbours per query (capped at nr).
+        memory_mb: budget of one block of query rows.
 
     Returns:
-        indices [nq, k'] int64 and Euclidean distances [nq, k'] float32 (sqrt(2 - 2 ip)), ascending.
+        indices [nq, k'] int64 and Euclidean distances [nq, k'] float32, ascending; ties go to the
+        lower reference index, as in every search path of vprbench
+        (:func:`vprbench.matching.topk.topk_smallest`).
     """
-    import faiss
-
-    q = l2_normalise(q)
-    r = l2_normalise(r)
-    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
-        raise DataError(f"nearest neighbours: descriptor dimension mismatch, query {q.shape} vs reference {r.shape}")
     if isinstance(k, bool) or int(k) < 1:
         raise ConfigError(f"top-k must be >= 1, got {k!r}")
-    for side, x in (("query", q), ("reference", r)):
-        if not np.isfinite(x).all():
-            raise DataError(f"nearest neighbours: {side} descriptors hold NaN or infinite values")
-    index = faiss.IndexFlatIP(r.shape[1])
-    index.add(np.ascontiguousarray(r))
-    sims, idx = index.search(np.ascontiguousarray(q), min(int(k), r.shape[0]))
-    dist = np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0)).astype(np.float32)
-    return idx.astype(np.int64), dist
+    source = DistanceSource(q, r, normalise=True, what="nearest neighbours")
+    return topk_from(source, int(k), memory_mb=memory_mb)

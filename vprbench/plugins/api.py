@@ -38,6 +38,11 @@ class MethodInfo:
         uses_sequences: the result depends on the sequence length L.
         smoke_params: parameter overrides for the quick conformance check on a tiny dataset
             (e.g. one training epoch); they must not change what the method computes, only how long.
+        version: a version string the plugin declares for its code; results are then identified by
+            it (and vprbench's version) instead of a hash of the plugin's source files. Bump it
+            whenever the plugin computes something else.
+        seeded: whether results depend on the run's seed (None: the same as ``trains``). A
+            deterministic method is computed once for all seeds.
     """
 
     name: str
@@ -50,6 +55,8 @@ class MethodInfo:
     single_match: bool = False
     uses_sequences: bool = True
     smoke_params: Mapping[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    seeded: bool | None = None
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vprbench.reporting.tables import GROUP_KEYS, recall_columns
-from vprbench.running.runner import example_path, slug
+from vprbench.running.layout import example_path, slug
 
 
 def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_dir: Path) -> list[Path]:
@@ -23,10 +23,10 @@ def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_
     by_path = {r["_path"]: r for r in records}
     written: list[Path] = []
     for key, g in df.groupby(GROUP_KEYS, sort=False, dropna=False):
-        ds, fingerprint, split, query, seq_len, boundary = key
-        stem = slug(f"{ds}-{split}-{query}-L{seq_len}-{boundary}-{str(fingerprint)[:8]}")
-        first = g.sort_values(["family_order", "label", "seed"]).drop_duplicates("label")  # one seed per label
-        recs = [(row["label"], by_path[row["_path"]]) for _, row in first.iterrows()]
+        ds, fingerprint, split, query, seq_len, boundary, protocol = key
+        stem = slug(f"{ds}-{split}-{query}-L{seq_len}-{boundary}-{protocol}-{str(fingerprint)[:8]}")
+        first = g.sort_values(["family_order", "display", "seed"]).drop_duplicates("group_key")  # one seed per row
+        recs = [(row["display"], by_path[row["_path"]]) for _, row in first.iterrows()]
 
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
         rc = recall_columns(df)
@@ -50,7 +50,7 @@ def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_
         for ax in axes:
             ax.grid(alpha=0.3)
         axes[2].legend(fontsize=7, loc="lower left")
-        fig.suptitle(f"{ds} / {split}, L={seq_len}, boundary {boundary}")
+        fig.suptitle(f"{ds} / {split}, L={seq_len}, boundary {boundary}, protocol {protocol}")
         fig.tight_layout()
         path = out_dir / f"{stem}-curves.png"
         fig.savefig(path, dpi=110)

@@ -1,25 +1,83 @@
-"""``vprbench report``: every record of a results folder into its tables and plots."""
+"""``vprbench report``: every record of a results folder into its tables and plots, optionally with
+every metric recomputed under another protocol from the stored predictions (no method runs again).
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from vprbench.core.errors import ConfigError
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.protocol import Protocol
+from vprbench.metrics.evaluator import RecallEvaluator, evaluate_protocol
 from vprbench.reporting.plots import make_plots
 from vprbench.reporting.tables import load_records, records_frame, summary_table, write_tables
+from vprbench.running.evaldata import load_evaluation_data
+from vprbench.running.runner import metrics_dict
+
+log = logging.getLogger("vprbench")
 
 
-def report(root: Path, plots: bool = True) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Aggregate every record under ``root`` into ``root/tables`` and ``root/plots``."""
+def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list[dict[str, Any]]:
+    """The records with every metric recomputed under the dataset's protocol ``protocol``.
+
+    Uses only what the run stored: each record's ranking (``predictions``) and its split's evaluation
+    data (positions, segments, explicit ground truth). Records of datasets without that protocol are
+    left out (with a warning naming the dataset and its protocols). Nothing is written.
+    """
+    out = []
+    missing: dict[str, list[str]] = {}
+    data_cache: dict[str, Any] = {}
+    for rec in records:
+        protocols = rec["dataset"].get("protocols", {})
+        if protocol not in protocols:
+            missing[rec["dataset"]["name"]] = sorted(protocols)
+            continue
+        p = Protocol.from_dict(protocols[protocol])
+        try:
+            with np.load(Path(root) / rec["predictions"], allow_pickle=False) as z:
+                indices, confidence, distances = z["indices"], z["confidence"], z["distances"]
+        except (OSError, KeyError, ValueError) as e:
+            raise DataError(f"stored ranking {rec['predictions']!r} of record {rec.get('_path')!r} is missing or unreadable ({e})") from None
+        key = rec["evaluation_data"]
+        if key not in data_cache:
+            data_cache[key] = load_evaluation_data(Path(root) / key)
+        job = rec["job"]
+        ns = tuple(int(n) for n in rec["metrics"]["recall_at"])
+        ev = evaluate_protocol(indices, confidence, data_cache[key], p, job["seq_len"], job["boundary"], RecallEvaluator(ns=ns),
+                               distances=distances)
+        new = copy.deepcopy(rec)
+        new["metrics"] = metrics_dict(ev, job["single_match"])
+        new["job"]["protocol"] = p.name
+        new["protocol"] = {**p.to_dict(), "text": p.describe(rec["dataset"]["position_unit"], rec["dataset"]["radius"]) + " (recomputed)"}
+        out.append(new)
+    for ds, names in missing.items():
+        log.warning("dataset %s has no protocol %r (its protocols: %s); its records are left out", ds, protocol, ", ".join(names))
+    if not out:
+        raise ConfigError(f"no record's dataset has a protocol {protocol!r}")
+    return out
+
+
+def report(root: Path, plots: bool = True, protocol: str | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Aggregate every record under ``root`` into ``root/tables`` and ``root/plots``.
+
+    With ``protocol``, metrics are recomputed under it first and the tables are written as
+    ``recall-<protocol>.*`` (the records are not changed).
+    """
     root = Path(root)
     records = load_records(root)
     if not records:
         raise ConfigError(f"no result records under {str(root / 'records')!r}; run `vprbench run --out {root}` first")
+    if protocol is not None:
+        records = reevaluate(records, root, protocol)
     df = records_frame(records)
     summary = summary_table(df)
-    paths = write_tables(summary, root / "tables")
+    paths = write_tables(summary, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
     if plots:
         for i, p in enumerate(make_plots(df, records, root, root / "plots")):
             paths[f"plot{i}"] = p

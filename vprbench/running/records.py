@@ -1,30 +1,136 @@
-"""The result record: schema name and version, and reading a record back."""
+"""The result record: schema name and version, structural validation, reading a record back.
+
+A record is one JSON file per evaluated job (schema ``vprbench.result``). Reading distinguishes:
+
+* unreadable or not JSON, or valid JSON of the wrong structure (missing metrics, wrong types,
+  recall outside [0, 1]): :class:`InvalidRecord` — the runner and the report set such a file aside
+  (renamed ``*.invalid-<time>``) with a warning naming it and what is wrong;
+* a record of a newer schema version: :class:`NewerRecord` — left untouched (a newer vprbench
+  wrote it) and skipped with a warning;
+* a record of an older schema version: :class:`OlderRecord` — left untouched and skipped; run
+  the job again to get a current record.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 from vprbench.core.errors import DataError
 
+log = logging.getLogger("vprbench")
+
 SCHEMA = "vprbench.result"
+#: 2: records keyed by job identity (code, resolved parameters, protocol), per-query predictions.
+SCHEMA_VERSION = 2
 
 
-SCHEMA_VERSION = 1
+class InvalidRecord(DataError):
+    """A record file that is not a readable, well-formed record of this schema."""
+
+
+class NewerRecord(DataError):
+    """A record written by a newer vprbench (schema version above ours)."""
+
+
+class OlderRecord(DataError):
+    """A record of an older schema version."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problems(record: Any) -> list[str]:
+    """What is structurally wrong with a record of the current schema (empty: nothing)."""
+    if not isinstance(record, dict):
+        return ["not a JSON object"]
+    problems = []
+    job, metrics = record.get("job"), record.get("metrics")
+    if not isinstance(job, dict):
+        problems.append("field 'job' missing or not an object")
+    else:
+        for key, kinds in (("method", str), ("label", str), ("dataset", str), ("split", str), ("boundary", str), ("protocol", str),
+                           ("family", str), ("seq_len", int)):
+            if not isinstance(job.get(key), kinds) or isinstance(job.get(key), bool):
+                problems.append(f"job.{key} missing or not a {kinds.__name__}")
+        if job.get("seed") is not None and not isinstance(job.get("seed"), int):
+            problems.append("job.seed must be an integer or null")
+    if not isinstance(metrics, dict):
+        problems.append("field 'metrics' missing or not an object")
+        return problems
+    recall = metrics.get("recall_at")
+    if not isinstance(recall, dict) or not recall:
+        problems.append("metrics.recall_at missing or empty")
+    else:
+        for n, v in recall.items():
+            if not str(n).isdigit():
+                problems.append(f"metrics.recall_at key {n!r} is not an integer N")
+            elif v is not None and not (_number(v) and 0.0 <= v <= 1.0):
+                problems.append(f"metrics.recall_at[{n}] = {v!r} is not a recall in [0, 1]")
+    for key in ("n_queries", "n_evaluated", "n_without_positive"):
+        v = metrics.get(key)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+            problems.append(f"metrics.{key} missing or not a non-negative integer")
+    pr = metrics.get("pr")
+    if not isinstance(pr, dict) or not (pr.get("auc") is None or (_number(pr.get("auc")) and 0.0 <= pr["auc"] <= 1.0 + 1e-9)):
+        problems.append("metrics.pr.auc missing or outside [0, 1]")
+    if not isinstance(record.get("predictions"), str):
+        problems.append("field 'predictions' (path of the stored ranking) missing")
+    return problems
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """Read a result record; DataError naming the file if it is not a valid record."""
+    """Read a result record; :class:`InvalidRecord` / :class:`NewerRecord` / :class:`OlderRecord` naming the file."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"result record {str(path)!r} is unreadable or corrupt ({e})") from None
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidRecord(f"result record {str(path)!r} is unreadable or not JSON ({e})") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-        raise DataError(f"result record {str(path)!r} is not a {SCHEMA} record")
-    if record.get("schema_version", 0) > SCHEMA_VERSION:
-        raise DataError(
-            f"result record {str(path)!r} has schema version {record['schema_version']}, newer than this vprbench "
-            f"understands ({SCHEMA_VERSION}); upgrade vprbench"
+        raise InvalidRecord(f"result record {str(path)!r} is not a {SCHEMA} record")
+    version = record.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidRecord(f"result record {str(path)!r} has no integer schema_version")
+    if version > SCHEMA_VERSION:
+        raise NewerRecord(
+            f"result record {str(path)!r} has schema version {version}, newer than this vprbench understands "
+            f"({SCHEMA_VERSION}); it is left untouched (upgrade vprbench to read it)"
         )
+    if version < SCHEMA_VERSION:
+        raise OlderRecord(f"result record {str(path)!r} has the older schema version {version} (current {SCHEMA_VERSION}); "
+                          "it is left untouched and not reported; run its job again for a current record")
+    problems = record_problems(record)
+    if problems:
+        raise InvalidRecord(f"result record {str(path)!r} is structurally invalid: {'; '.join(problems)}")
     return record
+
+
+def set_aside(path: Path, error: DataError) -> Path | None:
+    """Rename an invalid record out of the way (``*.invalid-<unix time>``) and warn; None if it could not be moved."""
+    target = path.with_name(f"{path.name}.invalid-{int(time.time())}")
+    try:
+        path.rename(target)
+    except OSError as e:
+        log.warning("%s; could not set it aside (%s)", error, e.strerror or e)
+        return None
+    log.warning("%s; set it aside as %s", error, target.name)
+    return target
+
+
+def load_record_or_none(path: Path) -> dict[str, Any] | None:
+    """A record, or None (with a warning) when it is invalid (set aside), newer or older (left untouched)."""
+    try:
+        return read_record(path)
+    except InvalidRecord as e:
+        set_aside(path, e)
+    except (NewerRecord, OlderRecord) as e:
+        log.warning("skipping %s", e)
+    return None
+
+
+def finite_or_none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None

@@ -1,13 +1,21 @@
-"""The runner: one job per (method, parameters, dataset, split, sequence length, seed).
+"""The runner: method specs x seeds on one dataset split, each result traceable to one computation.
 
-Each finished job leaves a versioned JSON record (and its top-K predictions as .npz) written
-atomically under ``<out>/records`` and ``<out>/predictions``. A job whose record exists is
-skipped unless ``force``; an interrupted run therefore resumes where it stopped. Trained models
-and computed descriptors go to ``<out>/cache`` keyed by everything they depend on.
+A run plans its jobs first (:meth:`Runner.plan`): every (method spec, seed) becomes a configured
+method, the identity of its ranking and the identity of its record
+(:mod:`vprbench.running.identity`). Jobs with the same record identity are one job (``seqmatch``
+and ``seqmatch[variant=meanOfPairs]``); jobs with the same ranking identity share one computation
+(a deterministic method across seeds, a single-image method across sequence lengths). Then, per
+ranking: records that exist are skipped (``--force`` recomputes), a stored ranking is reused,
+otherwise the method is fitted and ranks the split (through the ranking view: no positions or
+ground truth), the ranking is stored, and each record is evaluated from it and written atomically
+(layout: :mod:`vprbench.running.layout`). A ranking is claimed atomically while it is computed, so
+two runs sharing an output folder never compute it twice. Suspicious data is warned about in the
+run output and in the record's ``warnings``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -21,26 +29,47 @@ from typing import Any
 import numpy as np
 
 from vprbench import __version__
-from vprbench.core.errors import ConfigError, DataError, VPRBenchError
+from vprbench.core.errors import ConfigError, DataError, OutputError, VPRBenchError
 from vprbench.core.fileio import ensure_writable_dir, save_npz_atomic, write_json_atomic
-from vprbench.core.hashing import stable_hash
+from vprbench.core.hashing import to_jsonable
 from vprbench.data.catalog import load_dataset
 from vprbench.data.dataset import BenchmarkDataset, SplitData
+from vprbench.data.protocol import Protocol, get_protocol
 from vprbench.data.views import ranking_view
 from vprbench.data.windows import BOUNDARY_POLICIES, check_seq_len, traverse_windows
 from vprbench.matching.distances import pairwise_distances
-from vprbench.metrics.evaluator import RecallEvaluator
+from vprbench.metrics.evaluator import Evaluation, EvaluationData, RecallEvaluator, evaluate_protocol
 from vprbench.metrics.recall import DEFAULT_NS
-from vprbench.plugins.api import Method, RunContext
+from vprbench.plugins.api import Method, Ranking, RunContext
 from vprbench.plugins.registry import Registry, default_registry
 from vprbench.plugins.specs import MethodSpec
+from vprbench.running import identity as ident
+from vprbench.running.claims import holder, try_claim
 from vprbench.running.environment import PeakMemory, environment, utc_now
-from vprbench.running.records import SCHEMA, SCHEMA_VERSION, read_record
+from vprbench.running.evaldata import save_evaluation_data
+from vprbench.running.layout import claim_path, example_path, prediction_path, record_path, split_data_path
+from vprbench.running.records import SCHEMA, SCHEMA_VERSION, InvalidRecord, NewerRecord, OlderRecord, read_record, set_aside
 
 log = logging.getLogger("vprbench")
 
 #: Size of the example distance-matrix crop saved for the report's overlay plot.
 EXAMPLE_SIZE = 300
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+MAX_SEED = 2**63
+
+
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``; ConfigError otherwise."""
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def check_seed(seed: Any) -> int:
+    """A seed: an integer in [0, 2**63); ConfigError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < MAX_SEED:
+        raise ConfigError(f"seeds must be integers in [0, 2**63), got {seed!r}")
+    return int(seed)
 
 
 @dataclass
@@ -57,6 +86,7 @@ class RunConfig:
     train_dataset: str | None = None
     data_dir: str | None = None
     dataset_params: dict[str, Any] = field(default_factory=dict)
+    protocol: str | None = None
     top_k: int = 20
     ns: Sequence[int] = DEFAULT_NS
     device: str = "cpu"
@@ -68,20 +98,24 @@ class RunConfig:
         check_seq_len(self.seq_len)
         if self.boundary not in BOUNDARY_POLICIES:
             raise ConfigError(f"--boundary must be one of {BOUNDARY_POLICIES}, got {self.boundary!r}")
-        if self.top_k < 1:
-            raise ConfigError(f"--top-k must be >= 1, got {self.top_k}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1:
+            raise ConfigError(f"--top-k must be an integer >= 1, got {self.top_k!r}")
         if not self.seeds:
             raise ConfigError("--seeds is empty")
-        if not self.memory_mb > 0:
-            raise ConfigError(f"--memory-mb must be > 0 MiB, got {self.memory_mb}")
-        self.top_k = max(self.top_k, max(self.ns))
+        self.seeds = [check_seed(s) for s in self.seeds]
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds lists a seed twice: {self.seeds}")
+        if not (isinstance(self.memory_mb, (int, float)) and self.memory_mb > 0):
+            raise ConfigError(f"--memory-mb must be > 0 MiB, got {self.memory_mb!r}")
+        check_device(self.device)
+        self.top_k = max(int(self.top_k), max(self.ns))
 
 
 @dataclass
 class JobOutcome:
     spec: MethodSpec
     seed: int
-    status: str  # "done", "skipped", "failed", "unsupported"
+    status: str  # "done", "skipped", "failed", "unsupported", "busy"
     record_path: Path | None = None
     record: dict[str, Any] | None = None
     error: str = ""
@@ -96,9 +130,21 @@ class RunSummary:
         return [o for o in self.outcomes if o.status == "failed"]
 
 
-def slug(text: str) -> str:
-    """File-system safe version of a label."""
-    return re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_")[:80]
+@dataclass
+class PlannedJob:
+    """One record to produce: its method, identities, keys and paths."""
+
+    spec: MethodSpec
+    seed: int
+    method: Method
+    ranking_identity: dict[str, Any]
+    ranking_key: str
+    record_identity: dict[str, Any]
+    record_key: str
+    group_key: str
+    record_path: Path
+    prediction_path: Path
+    labels: list[str] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -111,12 +157,6 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-
-
-def query_mask(split: SplitData, seq_len: int, boundary: str) -> np.ndarray:
-    """[n_query] bool: queries evaluated under the boundary policy (all for "shift")."""
-    _, valid = traverse_windows(split.query, seq_len, boundary)
-    return valid
 
 
 def check_needs(method: Method, split: SplitData) -> str | None:
@@ -132,8 +172,23 @@ def check_needs(method: Method, split: SplitData) -> str | None:
     return None
 
 
+def _relative(obj: Any, root: Path) -> Any:
+    """Paths (or path strings) under ``root`` made relative to it, recursively (records stay valid when copied)."""
+    if isinstance(obj, dict):
+        return {k: _relative(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_relative(v, root) for v in obj]
+    if isinstance(obj, (str, Path)) and str(obj).startswith(str(root.resolve()) + "/"):
+        return str(Path(obj).resolve().relative_to(root.resolve()))
+    return obj
+
+
+def _without_seed(record_identity: dict[str, Any]) -> dict[str, Any]:
+    return {**record_identity, "ranking": {**record_identity["ranking"], "seed": None}}
+
+
 class Runner:
-    """Runs method specs on one dataset and writes records."""
+    """Runs method specs on one dataset split and writes records."""
 
     def __init__(self, config: RunConfig, registry: Registry | None = None, datasets: Sequence[BenchmarkDataset] = ()) -> None:
         """``datasets``: already loaded datasets, used instead of loading by name (tests, notebooks)."""
@@ -143,7 +198,7 @@ class Runner:
         self.evaluator = RecallEvaluator(ns=config.ns)
         self._datasets: dict[str, tuple[BenchmarkDataset, float]] = {d.name: (d, 0.0) for d in datasets}
 
-    # dataset handling ---------------------------------------------------------------------
+    # data ---------------------------------------------------------------------------------
     def dataset(self, name: str) -> tuple[BenchmarkDataset, float]:
         """Load (once) and return the dataset and its load time in seconds."""
         if name not in self._datasets:
@@ -153,27 +208,38 @@ class Runner:
             self._datasets[name] = (ds, time.perf_counter() - t0)
         return self._datasets[name]
 
-    def record_path(self, spec: MethodSpec, seed: int, key: str, dataset: str) -> Path:
-        return self.out / "records" / slug(dataset) / slug(spec.name) / f"{slug(spec.label)}-seed{seed}-{key}.json"
+    def protocol(self, ds: BenchmarkDataset) -> Protocol:
+        return get_protocol(ds.protocols, self.config.protocol, ds.name)
 
-    def job_identity(self, method: Method, spec: MethodSpec, seed: int, ds: BenchmarkDataset, train_ds: BenchmarkDataset) -> dict[str, Any]:
-        """Everything a job's result depends on; its hash is the job key."""
+    # planning -----------------------------------------------------------------------------
+    def plan(self, specs: Sequence[MethodSpec], ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset) -> list[PlannedJob]:
+        """Every distinct record to produce, in order (duplicates of one resolved job merged)."""
         c = self.config
-        trains = method.info.trains
-        return {
-            "method": spec.name,
-            "params": method.params,
-            "dataset": ds.name,
-            "dataset_fingerprint": ds.fingerprint,
-            "train_dataset": train_ds.name if trains else None,
-            "train_fingerprint": train_ds.fingerprint if trains else None,
-            "split": c.split,
-            "query": c.query or ds.default_query,
-            "seq_len": c.seq_len,
-            "boundary": c.boundary,
-            "seed": seed,
-            "top_k": c.top_k,
-        }
+        query = c.query or ds.default_query
+        protocol = self.protocol(ds)
+        train = {"dataset": train_ds.name, "fingerprint": train_ds.fingerprint}
+        jobs: dict[str, PlannedJob] = {}
+        for spec in specs:
+            for seed in c.seeds:
+                method = self.registry.create(spec)
+                rid = ident.ranking_identity(
+                    method, dataset=ds.name, fingerprint=ds.fingerprint, split=c.split, query=query, seq_len=c.seq_len,
+                    boundary=c.boundary, seed=seed, top_k=c.top_k, train=train, device=c.device,
+                )
+                rkey = ident.key({**rid, "schema": SCHEMA_VERSION})
+                eid = ident.record_identity(rid, seq_len=c.seq_len, boundary=c.boundary, protocol=protocol.to_dict())
+                key = ident.key({**eid, "schema": SCHEMA_VERSION})
+                if key in jobs:
+                    if spec.label not in jobs[key].labels:
+                        jobs[key].labels.append(spec.label)
+                        log.info("%s is the same job as %s (same resolved parameters): one record", spec.label, jobs[key].labels[0])
+                    continue
+                jobs[key] = PlannedJob(
+                    spec, seed, method, rid, rkey, eid, key, ident.key(_without_seed(eid)),
+                    record_path(self.out, ds.name, method.info.name, key), prediction_path(self.out, ds.name, method.info.name, rkey),
+                    [spec.label],
+                )
+        return list(jobs.values())
 
     # running ------------------------------------------------------------------------------
     def run(self, specs: Sequence[MethodSpec]) -> RunSummary:
@@ -183,102 +249,238 @@ class Runner:
         check_seq_len(c.seq_len, test.query.segment_bounds, what=f"query traverse of {ds.name}/{c.split}")
         check_seq_len(c.seq_len, test.reference.segment_bounds, what=f"reference traverse of {ds.name}/{c.split}")
         train_ds = self.dataset(c.train_dataset)[0] if c.train_dataset else ds
-        mask = query_mask(test, c.seq_len, c.boundary)
-        self._save_example(ds, test, c.query or ds.default_query)
+        query = c.query or ds.default_query
+        protocol = self.protocol(ds)
+        jobs = self.plan(specs, ds, test, train_ds)
+        self.data_warnings = self._data_warnings(ds, test, train_ds)
+        for w in self.data_warnings:
+            log.warning("warning: %s", w)
+        self._evaldata = split_data_path(self.out, ds.name, c.split, query, ds.fingerprint)
+        self._data = EvaluationData.from_split(test)
+        try:
+            if c.force or not self._evaldata.exists():
+                save_evaluation_data(self._evaldata, self._data)
+            self._save_example(ds, test, query)
+        except OSError as e:
+            raise OutputError(f"cannot write to the results folder {str(self.out)!r} ({e.strerror or e})") from None
         summary = RunSummary()
-        jobs = [(spec, seed) for spec in specs for seed in c.seeds]
-        for i, (spec, seed) in enumerate(jobs, 1):
-            outcome = self._run_job(spec, seed, ds, test, train_ds, mask, load_s, f"[{i}/{len(jobs)}]")
-            summary.outcomes.append(outcome)
+        groups: dict[str, list[PlannedJob]] = {}
+        for job in jobs:
+            groups.setdefault(job.ranking_key, []).append(job)
+        done = 0
+        for group in groups.values():
+            tags = [f"[{done + i + 1}/{len(jobs)}]" for i in range(len(group))]
+            summary.outcomes += self._run_group(group, ds, test, train_ds, protocol, load_s, tags)
+            done += len(group)
         return summary
 
-    def _run_job(
-        self, spec: MethodSpec, seed: int, ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset,
-        mask: np.ndarray, load_s: float, tag: str,
-    ) -> JobOutcome:
-        c = self.config
-        method = self.registry.create(spec.name, **spec.params)
-        trains = method.info.trains
-        identity = self.job_identity(method, spec, seed, ds, train_ds)
-        key = stable_hash({**identity, "schema": SCHEMA_VERSION})
-        path = self.record_path(spec, seed, key, ds.name)
-        if path.exists() and not c.force:
-            try:
-                record = read_record(path)
-                log.info("%s %s seed %d: done already (%s); --force recomputes", tag, spec.label, seed, path.name)
-                return JobOutcome(spec, seed, "skipped", path, record)
-            except DataError as e:
-                corrupt = path.with_name(path.name + f".corrupt-{int(time.time())}")
-                path.rename(corrupt)
-                log.warning("%s; moved it to %s and recomputing", e, corrupt.name)
-        why = check_needs(method, test)
-        if why:
-            log.warning("%s %s: skipped, it %s", tag, spec.label, why)
-            return JobOutcome(spec, seed, "unsupported", error=why)
-        log.info("%s %s seed %d on %s/%s (L=%d, %s)", tag, spec.label, seed, ds.name, c.split, c.seq_len, c.boundary)
-        ctx = RunContext(
-            seed=seed, seq_len=c.seq_len, boundary=c.boundary, top_k=c.top_k, device=c.device,
-            cache_dir=self.out / "cache", progress=c.progress, memory_mb=c.memory_mb,
-            dataset_fingerprint=train_ds.fingerprint,
-        )
-        started = utc_now()
+    def _existing(self, job: PlannedJob) -> dict[str, Any] | None:
+        """The job's record if it exists and is usable (invalid ones are set aside)."""
+        if self.config.force or not job.record_path.exists():
+            return None
         try:
-            seed_everything(seed)
-            with PeakMemory() as mem:
-                t0 = time.perf_counter()
-                if trains:
-                    train = train_ds.split("train")
-                    val = train_ds.split("val") if "val" in train_ds.splits else None
-                    with ctx.timings("fit"):
-                        method.fit(train, val, ctx)
-                ctx.dataset_fingerprint = ds.fingerprint
-                with ctx.timings("rank"):
-                    ranking = method.rank(ranking_view(test), ctx)
-                ranking.validate(len(test.query), len(test.reference), spec.label)
-                with ctx.timings("evaluate"):
-                    ev = self.evaluator.evaluate(
-                        ranking.indices, test.ground_truth, ranking.confidence, mask,
-                        test.query.positions, test.reference.positions,
-                    )
-                total = time.perf_counter() - t0
-        except VPRBenchError as e:
-            log.error("%s %s seed %d failed: %s", tag, spec.label, seed, e)
-            return JobOutcome(spec, seed, "failed", error=str(e))
-        except Exception as e:  # a broken plugin must not stop the other jobs
-            log.error("%s %s seed %d crashed:\n%s", tag, spec.label, seed, traceback.format_exc())
-            return JobOutcome(spec, seed, "failed", error=f"{type(e).__name__}: {e}")
+            return read_record(job.record_path)
+        except InvalidRecord as e:
+            set_aside(job.record_path, e)
+        except (NewerRecord, OlderRecord) as e:
+            raise ConfigError(f"{e}; use another --out") from None
+        return None
 
-        pred_rel = Path("predictions") / path.relative_to(self.out / "records").with_suffix(".npz")
+    def _run_group(self, group: list[PlannedJob], ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset,
+                   protocol: Protocol, load_s: float, tags: list[str]) -> list[JobOutcome]:
+        outcomes: list[JobOutcome | None] = [None] * len(group)
+        todo = []
+        for i, job in enumerate(group):
+            record = self._existing(job)
+            if record is not None:
+                log.info("%s %s%s: done already (%s); --force recomputes", tags[i], job.spec.label, self._seed_text(job),
+                         job.record_path.name)
+                outcomes[i] = JobOutcome(job.spec, job.seed, "skipped", job.record_path, record)
+            else:
+                todo.append(i)
+        if not todo:
+            return outcomes  # type: ignore[return-value]
+        first = group[todo[0]]
+        why = check_needs(first.method, test)
+        if why:
+            log.warning("%s %s: skipped, it %s", tags[todo[0]], first.spec.label, why)
+            for i in todo:
+                outcomes[i] = JobOutcome(group[i].spec, group[i].seed, "unsupported", error=why)
+            return outcomes  # type: ignore[return-value]
+        claim = try_claim(claim_path(self.out, first.ranking_key))
+        if claim is None:
+            who = holder(claim_path(self.out, first.ranking_key)) or {}
+            msg = f"being computed by another run (pid {who.get('pid')} on {who.get('host')}); run again later to collect it"
+            log.warning("%s %s: %s", tags[todo[0]], first.spec.label, msg)
+            for i in todo:
+                outcomes[i] = JobOutcome(group[i].spec, group[i].seed, "busy", error=msg)
+            return outcomes  # type: ignore[return-value]
+        try:
+            try:
+                ranking, meta = self._ranking(first, ds, test, train_ds, load_s, tags[todo[0]])
+            except VPRBenchError as e:
+                if isinstance(e, OutputError):
+                    raise
+                log.error("%s %s%s failed: %s", tags[todo[0]], first.spec.label, self._seed_text(first), e)
+                for i in todo:
+                    outcomes[i] = JobOutcome(group[i].spec, group[i].seed, "failed", error=str(e))
+                return outcomes  # type: ignore[return-value]
+            except Exception as e:  # a broken plugin must not stop the other jobs
+                log.error("%s %s%s crashed:\n%s", tags[todo[0]], first.spec.label, self._seed_text(first), traceback.format_exc())
+                for i in todo:
+                    outcomes[i] = JobOutcome(group[i].spec, group[i].seed, "failed", error=f"{type(e).__name__}: {e}")
+                return outcomes  # type: ignore[return-value]
+            for i in todo:
+                outcomes[i] = self._record(group[i], ranking, meta, ds, test, protocol, tags[i])
+        finally:
+            claim.release()
+        return outcomes  # type: ignore[return-value]
+
+    @staticmethod
+    def _seed_text(job: PlannedJob) -> str:
+        return f" seed {job.seed}" if job.ranking_identity["seed"] is not None else ""
+
+    def _ranking(self, job: PlannedJob, ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset, load_s: float,
+                 tag: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The job's stored ranking if there is one (and not --force), else fit, rank and store it."""
+        c = self.config
+        meta_path = job.prediction_path.with_suffix(".json")
+        if not c.force and job.prediction_path.exists() and meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                if meta.get("ranking_key") == job.ranking_key:
+                    with np.load(job.prediction_path, allow_pickle=False) as z:
+                        arrays = {k: z[k] for k in ("indices", "distances", "confidence")}
+                    log.info("%s %s: ranking computed before (%s), evaluating it", tag, job.spec.label, job.prediction_path.name)
+                    return arrays, meta
+            except (OSError, ValueError, KeyError):
+                pass  # unreadable: compute again
+        method = self.registry.create(job.spec)  # a fresh instance per computation
+        log.info("%s %s%s on %s/%s (L=%d, %s)", tag, job.spec.label, self._seed_text(job), ds.name, c.split, c.seq_len, c.boundary)
+        ctx = RunContext(seed=job.seed, seq_len=c.seq_len, boundary=c.boundary, top_k=c.top_k, device=c.device,
+                         cache_dir=self.out / "cache", progress=c.progress, memory_mb=c.memory_mb,
+                         dataset_fingerprint=train_ds.fingerprint)
+        started = utc_now()
+        warnings: list[str] = []
+        seed_everything(job.seed)
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            if method.info.trains:
+                train = train_ds.split("train")
+                val = train_ds.split("val") if "val" in train_ds.splits else None
+                with ctx.timings("fit"):
+                    method.fit(train, val, ctx)
+            ctx.dataset_fingerprint = ds.fingerprint
+            with ctx.timings("rank"):
+                ranking = method.rank(ranking_view(test), ctx)
+            if not isinstance(ranking, Ranking):
+                raise DataError(f"method {job.spec.label!r}: rank() returned {type(ranking).__name__}, expected a Ranking")
+            ranking.validate(len(test.query), len(test.reference), job.spec.label)
+            total = time.perf_counter() - t0
+        training = to_jsonable(_relative(getattr(method, "training_info", None), self.out))
+        warnings += self._training_warnings(method, training, train_ds, ds)
         k_save = min(ranking.k, max(c.ns))
-        gt = test.ground_truth
-        hits = gt.hits(ranking.indices[:, :k_save])
-        save_npz_atomic(
-            self.out / pred_rel,
-            indices=ranking.indices[:, :k_save].astype(np.int32),
-            distances=ranking.distances[:, :k_save],
-            confidence=ranking.confidence,
-            query_mask=mask,
-            # per query: rank of the first positive in the saved top-K (-1: none), and whether the
-            # query counts for Recall@N (evaluated under the boundary policy and has a positive)
-            first_hit=np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype(np.int32),
-            evaluated=mask & gt.has_positive,
-        )
-        single = method.info.single_match or ranking.k == 1
+        arrays = {"indices": ranking.indices[:, :k_save].astype(np.int32), "distances": ranking.distances[:, :k_save],
+                  "confidence": ranking.confidence}
+        meta = {
+            "ranking_key": job.ranking_key,
+            "ranking_identity": job.ranking_identity,
+            "resolved_params": to_jsonable(getattr(method, "resolved_params", None)),
+            "training": training,
+            "notes": to_jsonable(getattr(ctx, "notes", {})),
+            "device_used": (training or {}).get("device", "cpu") if isinstance(training, dict) else "cpu",
+            "warnings": warnings,
+            "timings_s": {"load_dataset": load_s, **ctx.timings.seconds, "total": total},
+            "memory_mb": {"peak_rss": mem.peak_mb, "peak_rss_increase": mem.delta_mb},
+            "environment": {**environment(), "vprbench": __version__},
+            "started_at": started,
+            "finished_at": utc_now(),
+        }
+        try:
+            save_npz_atomic(job.prediction_path, **arrays)
+            write_json_atomic(job.prediction_path.with_suffix(".json"), meta)
+        except OSError as e:
+            raise OutputError(f"cannot write results under {str(self.out)!r} ({e.strerror or e}); finished jobs are kept") from None
+        return arrays, meta
+
+    def _training_warnings(self, method: Method, training: Any, train_ds: BenchmarkDataset, ds: BenchmarkDataset) -> list[str]:
+        out = []
+        c = self.config
+        if method.info.trains and isinstance(training, dict):
+            if training.get("untrained") or (training.get("best_epoch") == 0 and training.get("epochs_run", 0) > 1):
+                out.append(f"{method.label}: the trained model is no better than its initialisation on validation "
+                           "(best epoch 0): this row is the untrained model")
+        if method.info.trains and train_ds.name == ds.name and c.split in ("train", "val"):
+            out.append(f"{method.label}: evaluated on the {c.split!r} split of {ds.name}, which it was "
+                       f"{'trained' if c.split == 'train' else 'validated (model selection)'} on")
+        for w in out:
+            log.warning("warning: %s", w)
+        return out
+
+    def _data_warnings(self, ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset) -> list[str]:
+        c = self.config
+        out = [str(w) for w in ds.meta.get("warnings", [])]
+        if train_ds is not ds:
+            out += [f"training dataset {train_ds.name}: {w}" for w in train_ds.meta.get("warnings", [])]
+        _, valid = traverse_windows(test.query, c.seq_len, c.boundary)
+        dropped = int((~valid).sum())
+        if dropped:
+            why = "their segment is shorter than L" if c.boundary == "shift" else "no full window fits (boundary drop)"
+            out.append(f"{dropped} of {len(valid)} queries of {ds.name}/{c.split} have no window of L={c.seq_len} frames ({why}) "
+                       f"and are not evaluated: every method is scored on the other {len(valid) - dropped}")
+        return out
+
+    def _record(self, job: PlannedJob, arrays: dict[str, np.ndarray], meta: dict[str, Any], ds: BenchmarkDataset, test: SplitData,
+                protocol: Protocol, tag: str) -> JobOutcome:
+        """Evaluate a stored ranking for one job and write its record (and per-query results)."""
+        c = self.config
+        method = job.method
+        t0 = time.perf_counter()
+        ev = evaluate_protocol(arrays["indices"], arrays["confidence"], self._data, protocol, c.seq_len, c.boundary, self.evaluator,
+                               distances=arrays["distances"])
+        evaluate_s = time.perf_counter() - t0
+        single = method.info.single_match or arrays["indices"].shape[1] == 1
+        per_query = job.record_path.with_suffix(".npz")
+        warnings = list(self.data_warnings) + list(meta.get("warnings", []))
+        if ev.n_evaluated and ev.n_unmatched > 0.25 * ev.n_evaluated:
+            warnings.append(f"{method.label}: {ev.n_unmatched} of {ev.n_evaluated} evaluated queries got no match")
+        training = meta.get("training")
         record = {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
-            "key": key,
+            "key": job.record_key,
+            "ranking_key": job.ranking_key,
+            "group_key": job.group_key,
             "job": {
-                **identity,
-                "label": spec.label,
+                "method": method.info.name,
+                "label": method.label,
+                "user_labels": job.labels,
                 "family": method.info.family,
-                "trains": trains,
+                "params": to_jsonable({k: v for k, v in method.params.items()}),
+                "resolved_params": meta.get("resolved_params"),
+                "code": job.ranking_identity["method"]["code"],
+                "dataset": ds.name,
+                "dataset_fingerprint": ds.fingerprint,
+                "split": c.split,
+                "query": job.ranking_identity["query"],
+                "seq_len": c.seq_len,
+                "boundary": c.boundary,
+                "protocol": protocol.name,
+                "seed": job.seed if job.ranking_identity["seed"] is not None else None,
+                "seeded": job.ranking_identity["seed"] is not None,
+                "trains": method.info.trains,
+                "train_dataset": job.ranking_identity["train"]["dataset"] if method.info.trains else None,
+                "train_fingerprint": job.ranking_identity["train"]["fingerprint"] if method.info.trains else None,
                 "single_match": single,
-                "user_params": dict(spec.params),
-                "resolved_params": getattr(method, "resolved_params", None),
-                "training": getattr(method, "training_info", None),
+                "uses_sequences": method.info.uses_sequences,
+                "top_k": c.top_k,
                 "device": c.device,
+                "device_used": meta.get("device_used", "cpu"),
+                "training": training,
+                "notes": meta.get("notes", {}),
             },
+            "identity": job.record_identity,
+            "protocol": {**protocol.to_dict(), "text": protocol.describe(ds.position_unit, ds.radius)},
             "dataset": {
                 "name": ds.name,
                 "description": ds.description,
@@ -286,32 +488,30 @@ class Runner:
                 "position_unit": ds.position_unit,
                 "n_reference": len(test.reference),
                 "n_query": len(test.query),
+                "descriptor_kind": ds.meta.get("descriptor_kind"),
+                "protocols": {k: p.to_dict() for k, p in ds.protocols.items()},
                 "meta": {k: v for k, v in ds.meta.items() if isinstance(v, (str, int, float, bool, dict, list))},
             },
-            "metrics": {
-                "recall_at": {str(n): (None if single and n > 1 else v) for n, v in ev.recall.items()},
-                "n_queries": ev.n_queries,
-                "n_evaluated": ev.n_evaluated,
-                "n_without_positive": ev.n_without_positive,
-                "recall_vs_radius": {"radii": ev.radii, "recall_at_1": ev.recall_by_radius},
-                "pr": {
-                    "auc": ev.pr.auc,
-                    "recall_at_100_precision": ev.pr.recall_at_100_precision,
-                    **_thin_curve(ev.pr.precision, ev.pr.recall),
-                },
-            },
-            "timings_s": {"load_dataset": load_s, **ctx.timings.seconds, "total": total},
-            "memory_mb": {"peak_rss": mem.peak_mb, "peak_rss_increase": mem.delta_mb},
-            "environment": {**environment(), "vprbench": __version__},
-            "predictions": str(pred_rel),
-            "started_at": started,
+            "metrics": metrics_dict(ev, single),
+            "warnings": warnings,
+            "timings_s": {**meta.get("timings_s", {}), "evaluate": evaluate_s},
+            "memory_mb": meta.get("memory_mb", {}),
+            "environment": meta.get("environment", {}),
+            "predictions": str(job.prediction_path.relative_to(self.out)),
+            "per_query": str(per_query.relative_to(self.out)),
+            "evaluation_data": str(self._evaldata.relative_to(self.out)),
+            "started_at": meta.get("started_at"),
             "finished_at": utc_now(),
         }
-        write_json_atomic(path, record)
+        try:
+            save_npz_atomic(per_query, first_hit=ev.first_hit, evaluated=ev.counted, matched=arrays["indices"][:, 0] >= 0)
+            write_json_atomic(job.record_path, record)
+        except OSError as e:
+            raise OutputError(f"cannot write results under {str(self.out)!r} ({e.strerror or e}); finished jobs are kept") from None
         r = ev.recall
-        log.info("%s %s seed %d: R@1 %.3f  R@5 %s  (%.1f s)", tag, spec.label, seed, r[min(r)],
-                 "-" if single else f"{r.get(5, float('nan')):.3f}", total)
-        return JobOutcome(spec, seed, "done", path, record)
+        log.info("%s %s%s: R@1 %.3f  R@5 %s  (%s)", tag, method.label, self._seed_text(job), r[min(r)],
+                 "-" if single else f"{r.get(5, float('nan')):.3f}", protocol.name)
+        return JobOutcome(job.spec, job.seed, "done", job.record_path, record)
 
     def _save_example(self, ds: BenchmarkDataset, split: SplitData, query: str) -> None:
         """Save a crop of the split's single-image distance matrix for the report's overlay plot.
@@ -335,9 +535,22 @@ class Runner:
         save_npz_atomic(path, distances=d, gt=gt, query_start=0, ref_start=r0)
 
 
-def example_path(root: Path, dataset: str, split: str, query: str, fingerprint: str) -> Path:
-    """Where the distance-matrix crop of a (dataset content, split, query) is saved."""
-    return Path(root) / "examples" / f"{slug(dataset)}-{slug(split)}-{slug(query)}-{fingerprint}.npz"
+def metrics_dict(ev: Evaluation, single: bool) -> dict[str, Any]:
+    """The ``metrics`` of a record from an evaluation (single-match methods have Recall@1 only)."""
+    return to_jsonable({
+        "recall_at": {str(n): (None if single and n > 1 else v) for n, v in ev.recall.items()},
+        "n_queries": ev.n_queries,
+        "n_evaluated": ev.n_evaluated,
+        "n_without_positive": ev.n_without_positive,
+        "n_unmatched": ev.n_unmatched,
+        "ties_at_1": ev.ties_at_1,
+        "recall_vs_radius": {"radii": ev.radii, "recall_at_1": ev.recall_by_radius},
+        "pr": {
+            "auc": ev.pr.auc,
+            "recall_at_100_precision": ev.pr.recall_at_100_precision,
+            **_thin_curve(ev.pr.precision, ev.pr.recall),
+        },
+    })
 
 
 def _thin_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200) -> dict[str, np.ndarray]:
@@ -346,3 +559,4 @@ def _thin_curve(precision: np.ndarray, recall: np.ndarray, max_points: int = 200
         idx = np.unique(np.linspace(0, precision.size - 1, max_points).round().astype(int))
         precision, recall = precision[idx], recall[idx]
     return {"precision": precision, "recall": recall}
+
