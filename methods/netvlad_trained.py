@@ -32,6 +32,7 @@ class NetVLADTrained(Method):
     info = MethodInfo(
         name="netvlad-trained",
         family="single-image",
+        provides_frontend=True,
         summary="NetVLAD layer trained with triplet loss on frozen CNN feature maps (image datasets)",
         paper="Arandjelovic et al., NetVLAD: CNN architecture for weakly supervised place recognition, CVPR 2016",
         trains=True,
@@ -159,6 +160,14 @@ class NetVLADTrained(Method):
 
         idx, _ = nearest_neighbours(self._describe(model, fq), self._describe(model, fr), 5)
         return float(recall_at_n(val.ground_truth.hits(idx), (5,), val.ground_truth.has_positive)[5])
+
+    def encode(self, traverse: Any, ctx: RunContext) -> np.ndarray:
+        """Per-frame descriptors [n, K*C] of the trained NetVLAD layer for a traverse of images."""
+        if self.model is None:
+            raise ConfigError("method 'netvlad-trained' has no trained model: call fit(train, val, ctx) before encode()")
+        feats = self.features(traverse.image_paths, traverse.name, ctx)
+        with ctx.timings("encode"):
+            return self._describe(self.model, feats)
 
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
         if self.model is None:

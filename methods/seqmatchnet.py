@@ -22,6 +22,7 @@ class SeqMatchNet(TrainedSeqNetMethod):
     info = MethodInfo(
         name="seqmatchnet",
         family="sequence-matching",
+        provides_frontend=True,
         summary="SeqMatchNet: per-frame transform learned through the sequence-matching distance, + SeqMatch",
         paper="Garg & Milford, SeqMatchNet: Contrastive learning with sequence matching for place recognition & relocalization, CoRL 2021",
         trains=True,

@@ -44,6 +44,7 @@ class SeqNetS1(TrainedSeqNetMethod):
     info = MethodInfo(
         name="seqnet-s1",
         family="sequence-matching",
+        provides_frontend=True,
         summary="SeqNet S_1 (learned per-frame map) + SeqMatch over its outputs",
         paper=_PAPER,
         trains=True,

@@ -64,7 +64,7 @@ def test_unknown_method_suggests():
 def test_parameters_are_validated(tmp_path):
     write(tmp_path, "p.py", "p")
     reg = discover([tmp_path])
-    assert reg.create("p", k="7").params == {"k": 7, "mode": "a"}
+    assert reg.create("p", k="7").params == {"k": 7, "mode": "a", "frontend": None}  # the framework adds frontend
     with pytest.raises(ConfigError, match="parameter 'k' expects int"):
         reg.create("p", k="seven")
     with pytest.raises(ConfigError, match=r"'mode' must be one of \['a', 'b'\]"):

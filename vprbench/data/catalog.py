@@ -145,5 +145,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, overrides
     if not isinstance(dataset, BenchmarkDataset):
         raise DataError(f"dataset loader {definition.loader!r} returned {type(dataset).__name__}, expected BenchmarkDataset")
     protocols = protocols_from_definition(definition.raw, dataset.position_unit, definition.source or definition.name)
+    if isinstance(definition.raw.get("descriptors"), str) and "descriptor_kind" not in dataset.meta:
+        dataset.meta["descriptor_kind"] = definition.raw["descriptors"]
     object.__setattr__(dataset, "protocols", {**dataset.protocols, **protocols})  # frozen dataclass; nothing derived from it yet
     return dataset

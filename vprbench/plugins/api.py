@@ -13,12 +13,18 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
-from vprbench.core.params import Param, coerce_params
+from vprbench.core.params import Param, Stage, coerce_params
 from vprbench.data.dataset import SplitData
+from vprbench.data.traverse import Traverse
 
 Family = Literal["single-image", "sequential-descriptor", "sequence-matching", "hierarchical"]
 #: Families in the order the SeqMatchNet paper's tables group them.
 FAMILIES: tuple[str, ...] = ("single-image", "sequential-descriptor", "sequence-matching", "hierarchical")
+
+
+#: The parameter the framework adds to every method that accepts a per-frame representation.
+FRONTEND_PARAM = Param(None, "per-frame representation whose outputs replace the descriptors (a method spec, e.g. seqnet-s1; "
+                             "none: the dataset's descriptors)", type=Stage, optional=True)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,12 @@ class MethodInfo:
             whenever the plugin computes something else.
         seeded: whether results depend on the run's seed (None: the same as ``trains``). A
             deterministic method is computed once for all seeds.
+        provides_frontend: the method can serve as a per-frame representation of other methods
+            (it implements :meth:`Method.encode`, e.g. SeqNet S_1 or SeqMatchNet's transform).
+        accepts_frontend: the method takes a ``frontend`` parameter (a per-frame representation
+            whose outputs replace the dataset's descriptors); None: every training-free method that
+            works on descriptors or distances does (the framework adds the parameter).
+        aliases: other names the method is found by (e.g. an earlier name).
     """
 
     name: str
@@ -57,10 +69,17 @@ class MethodInfo:
     smoke_params: Mapping[str, Any] = field(default_factory=dict)
     version: str | None = None
     seeded: bool | None = None
+    provides_frontend: bool = False
+    accepts_frontend: bool | None = None
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ConfigError(f"method {self.name!r}: family must be one of {FAMILIES}, got {self.family!r}")
+        if self.accepts_frontend is None:
+            object.__setattr__(self, "accepts_frontend", not self.trains and set(self.needs) <= {"descriptors", "distances"})
+        if self.accepts_frontend and "frontend" not in self.params:
+            object.__setattr__(self, "params", {**self.params, "frontend": FRONTEND_PARAM})
 
 
 @dataclass
@@ -218,6 +237,14 @@ class Method(ABC):
 
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
         """Learn from the training split (and validate on ``val``). Training-free methods skip it."""
+
+    def encode(self, traverse: Traverse, ctx: RunContext) -> np.ndarray:
+        """Per-frame outputs [n, D'] of this method's representation for a traverse (after ``fit``).
+
+        Only for methods with ``info.provides_frontend``; the framework then feeds these outputs to
+        any method with ``frontend=<this method>`` in place of the dataset's descriptors.
+        """
+        raise ConfigError(f"method {self.info.name!r} provides no per-frame representation (it cannot be a frontend)")
 
     @abstractmethod
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:

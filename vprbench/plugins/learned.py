@@ -14,6 +14,7 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.params import Param
 from vprbench.data.dataset import SplitData
+from vprbench.data.traverse import Traverse
 from vprbench.data.windows import traverse_windows
 from vprbench.plugins.api import Method, Ranking, RunContext
 
@@ -132,6 +133,20 @@ class TrainedSeqNetMethod(Method):
             eq = encode_windows(model, split.query.descriptors, q_starts, L, self._device)
             er = encode_windows(model, split.reference.descriptors, r_starts, L, self._device)
         return {"q": eq, "r": er, "q_starts": np.arange(len(eq)), "r_starts": np.arange(len(er)), "r_valid": r_valid, "q_valid": q_valid, "L": 1}
+
+    def encode(self, traverse: Traverse, ctx: RunContext) -> np.ndarray:
+        """Per-frame outputs [n, D_out] of the trained per-frame model (S_1, SeqMatchNet) for a traverse."""
+        from vprbench.learning.models import encode_frames
+
+        model = self._require_model()
+        if not model.per_frame:
+            raise ConfigError(f"method {self.info.name!r} with filter width {model.filter_width} outputs one descriptor per window, "
+                              "not per frame: it cannot be a frontend")
+        if traverse.dim != model.in_dim:
+            raise DataError(f"method {self.info.name!r}: its model was trained on D={model.in_dim} descriptors but traverse "
+                            f"{traverse.name!r} has D={traverse.dim}; expected equal dimensions")
+        with ctx.timings("encode"):
+            return encode_frames(model, traverse.descriptors, self._device)
 
     def _topk(self, e: dict[str, np.ndarray], ctx: RunContext, k: int) -> tuple[np.ndarray, np.ndarray]:
         from vprbench.matching.sequence import sequence_topk

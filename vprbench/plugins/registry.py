@@ -59,6 +59,7 @@ class Registry:
 
     methods: dict[str, type[Method]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def add(self, cls: type[Method], source: str, path: Path | None = None) -> None:
         """Register ``cls`` found in ``source`` (its file ``path``, if any); duplicates raise :class:`DuplicateMethodError`."""
@@ -70,6 +71,10 @@ class Registry:
         cls.source = source
         cls.source_path = path
         self.methods[name] = cls
+        for alias in cls.info.aliases:
+            if alias in self.methods and self.methods[alias] is not cls:
+                raise DuplicateMethodError(f"alias {alias!r} of method {name!r} ({source}) is taken by {self.methods[alias].source}")
+            self.aliases[alias] = name
 
     def add_module(self, module: ModuleType, source: str, path: Path | None = None) -> int:
         """Register every Method subclass with ``info`` defined in ``module``; return how many."""
@@ -81,6 +86,8 @@ class Registry:
         return found
 
     def get(self, name: str) -> type[Method]:
+        if name in self.aliases and name not in self.methods:
+            return self.methods[self.aliases[name]]
         if name not in self.methods:
             extra = ""
             if self.failures:
@@ -105,6 +112,8 @@ class Registry:
         for key, p in cls.info.params.items():
             if p.kind is Stage:
                 value = method.params[key]
+                if value is None:  # an optional stage not given (e.g. no frontend)
+                    continue
                 if isinstance(value, Method):
                     stage = value
                 else:
@@ -112,6 +121,10 @@ class Registry:
                 method.stages[key] = stage
                 method.params[key] = stage.label
         method.bind(self)
+        if "frontend" in method.stages:
+            from vprbench.plugins.compose import Composed
+
+            return Composed(method.stages.pop("frontend"), method)
         return method
 
     def names(self) -> list[str]:

@@ -47,7 +47,7 @@ def method_identity(method: Method) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": method.info.name,
         "params": to_jsonable({k: v for k, v in method.params.items() if k not in method.stages}),
-        "code": code_identity(type(method)),
+        "code": code_identity(getattr(method, "code_class", type(method))),
     }
     resolved = getattr(method, "resolved_params", None)
     if resolved is not None and method.info.trains:

@@ -222,6 +222,7 @@ class Runner:
         for spec in specs:
             for seed in c.seeds:
                 method = self.registry.create(spec)
+                self._check_composition(method, test, train_ds)
                 rid = ident.ranking_identity(
                     method, dataset=ds.name, fingerprint=ds.fingerprint, split=c.split, query=query, seq_len=c.seq_len,
                     boundary=c.boundary, seed=seed, top_k=c.top_k, train=train, device=c.device,
@@ -240,6 +241,21 @@ class Runner:
                     [spec.label],
                 )
         return list(jobs.values())
+
+    @staticmethod
+    def _check_composition(method: Method, test: SplitData, train_ds: BenchmarkDataset) -> None:
+        """A composed method whose frontend cannot run on this data is a ConfigError naming both parts."""
+        frontend = getattr(method, "frontend", None)
+        matcher = getattr(method, "matcher", None)
+        if frontend is None or matcher is None:
+            return
+        if frontend.info.trains and "train" not in train_ds.splits:
+            raise ConfigError(f"{method.label}: frontend {frontend.label!r} trains, but dataset {train_ds.name!r} has no 'train' split "
+                              "(give --train-dataset)")
+        why = check_needs(frontend, test)
+        if why:
+            raise ConfigError(f"{method.label}: frontend {frontend.label!r} {why}; matcher {matcher.info.name!r} cannot get its "
+                              "descriptors from this dataset")
 
     # running ------------------------------------------------------------------------------
     def run(self, specs: Sequence[MethodSpec]) -> RunSummary:
