@@ -51,3 +51,17 @@ def make_toy_dataset(n: int = 120, dim: int = 16, noise: float = 0.3, seed: int 
 @pytest.fixture
 def toy_dataset() -> BenchmarkDataset:
     return make_toy_dataset()
+
+
+@pytest.fixture(autouse=True)
+def _vprbench_logger_propagates():
+    """The CLI sets up its own stderr handler without propagation; tests that use caplog need propagation back."""
+    import logging
+
+    log = logging.getLogger("vprbench")
+    saved = (log.handlers[:], log.propagate, log.level)
+    log.handlers[:] = []
+    log.propagate = True
+    log.setLevel(logging.NOTSET)
+    yield
+    log.handlers[:], log.propagate, _ = saved[0], saved[1], log.setLevel(saved[2])

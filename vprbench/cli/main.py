@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--top-k", type=int, default=20, help="references ranked per query (default: 20)")
     p_run.add_argument("--device", default="cpu", type=_device, help="torch device for learned methods, e.g. cpu or cuda (default: cpu)")
     p_run.add_argument("--memory-mb", type=float, default=512.0, help="memory budget of one distance block in MiB (default: 512)")
+    p_run.add_argument("--sweep", action="append", default=[], metavar="AXIS=V1,V2",
+                       help="sweep a run setting (seq_len, boundary), a method parameter (METHOD.KEY), a dataset parameter "
+                       "(dataset.KEY) or a protocol field (protocol.radius|tolerance); several make a grid (repeatable)")
+    p_run.add_argument("--workers", type=int, default=1, metavar="N", help="run independent jobs on N local processes (default: 1)")
+    p_run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run jobs on a Dask cluster at ADDRESS, or 'local' to start a LocalCluster of --workers processes")
     p_run.add_argument("--protocol", default=None, metavar="NAME",
                        help="evaluation protocol of the dataset (default: its 'default'; see `vprbench datasets info NAME`)")
     p_run.add_argument("--force", action="store_true", help="recompute jobs whose results exist (default: skip them)")
@@ -184,25 +190,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vprbench.plugins.specs import expand
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import format_table, records_frame, summary_table
-    from vprbench.running.runner import RunConfig, Runner
+    from vprbench.running.executors import plan_tasks, run_tasks
+    from vprbench.running.runner import RunConfig
+    from vprbench.running.sweeps import expand_configs, method_param_options, parse_sweep
 
     if Path(args.dataset).is_dir():
         raise ConfigError(f"--dataset {args.dataset!r} is a directory; give a dataset name or a definition file (.toml)")
     registry = discover(args.plugins)
-    specs = expand(args.methods, args.param, registry)
-    config = RunConfig(
+    axes = [parse_sweep(s, registry) for s in args.sweep]
+    specs = expand(args.methods, [*args.param, *method_param_options(axes)], registry)
+    base = RunConfig(
         dataset=args.dataset, out=args.out, seq_len=args.seq_len, boundary=args.boundary, seeds=args.seeds,
         split=args.split, query=args.query, train_dataset=args.train_dataset, data_dir=args.data_dir,
         dataset_params=_key_values(args.dataset_param), protocol=args.protocol,
         top_k=args.top_k, device=args.device, memory_mb=args.memory_mb, force=args.force,
         progress=progress_enabled({"auto": None, "on": True, "off": False}[args.progress]),
     )
-    summary = Runner(config, registry).run(specs)
+    configs = expand_configs(base, axes)
+    tasks = plan_tasks(configs, specs, registry, args.plugins)  # every job validated before any work
+    if len(configs) > 1:
+        log.info("sweep: %d run configurations, %d computations", len(configs), len(tasks))
+    summary = run_tasks(tasks, workers=args.workers, scheduler=args.scheduler, progress=base.progress)
     records = [o.record for o in summary.outcomes if o.record is not None]
     if records:
         print(format_table(summary_table(records_frame(records)), "github"))
     if records and not args.no_report:
-        _, paths = report(config.out)
+        _, paths = report(base.out)
         log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values()})))
     for o in summary.outcomes:
         if o.status in ("unsupported", "busy"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -109,23 +110,47 @@ def load_or_train(
     path = model_path(cache_dir, method, key) if cache_dir is not None else None
     info: dict[str, Any] = {"cache_key": key}
     wanted = json.loads(canonical_json(parts))
-    if path is not None and path.is_file():
-        state, config = load_checkpoint(path)
-        if config.get("cache_parts") == wanted:
-            return state, config, {**info, "cache_hit": True, "checkpoint": str(path)}
-        warnings.warn(
-            f"cached model {str(path)!r} was trained for other settings than this job (its stored cache parts differ); "
-            "retraining and replacing it",
-            stacklevel=2,
-        )
-    state, config = train()
-    config = {**config, "cache_parts": wanted}
-    info["cache_hit"] = False
-    if path is not None:
+    claim = _wait_for_claim(path) if path is not None else None
+    try:
+        if path is not None and path.is_file():
+            state, config = load_checkpoint(path)
+            if config.get("cache_parts") == wanted:
+                return state, config, {**info, "cache_hit": True, "checkpoint": str(path)}
+            warnings.warn(
+                f"cached model {str(path)!r} was trained for other settings than this job (its stored cache parts differ); "
+                "retraining and replacing it",
+                stacklevel=2,
+            )
+        state, config = train()
+        config = {**config, "cache_parts": wanted}
+        info["cache_hit"] = False
+        if path is not None:
+            try:
+                save_checkpoint(path, state, config)
+                info["checkpoint"] = str(path)
+            except OSError as e:
+                warnings.warn(f"could not write the trained model to the cache {str(path)!r} ({e.strerror or e}); "
+                              "the result is kept, the model will be trained again next time", stacklevel=2)
+        return state, config, info
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _wait_for_claim(path: Path, poll_s: float = 0.5) -> Any:
+    """Claim the training of the model at ``path``; while another live process trains it, wait.
+
+    So that several jobs (or workers) that share a model train it once: the others load it when
+    the first is done. None when the cache folder cannot be written (then nothing is shared).
+    """
+    from vprbench.core.claims import try_claim
+
+    claim_file = path.with_name(path.name + ".claim")
+    while True:
         try:
-            save_checkpoint(path, state, config)
-            info["checkpoint"] = str(path)
-        except OSError as e:
-            warnings.warn(f"could not write the trained model to the cache {str(path)!r} ({e.strerror or e}); "
-                          "the result is kept, the model will be trained again next time", stacklevel=2)
-    return state, config, info
+            claim = try_claim(claim_file)
+        except OSError:
+            return None
+        if claim is not None:
+            return claim
+        time.sleep(poll_s)

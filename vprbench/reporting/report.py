@@ -16,6 +16,7 @@ from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.protocol import Protocol
 from vprbench.metrics.evaluator import RecallEvaluator, evaluate_protocol
 from vprbench.reporting.plots import make_plots
+from vprbench.reporting.sweeps import plot_sweeps, sweep_axes, sweep_frame, sweep_tables
 from vprbench.reporting.tables import load_records, records_frame, summary_table, write_tables
 from vprbench.running.evaldata import load_evaluation_data
 from vprbench.running.runner import metrics_dict
@@ -63,11 +64,12 @@ def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list
     return out
 
 
-def report(root: Path, plots: bool = True, protocol: str | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+def report(root: Path, plots: bool = True, protocol: str | None = None, sweeps: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Aggregate every record under ``root`` into ``root/tables`` and ``root/plots``.
 
     With ``protocol``, metrics are recomputed under it first and the tables are written as
-    ``recall-<protocol>.*`` (the records are not changed).
+    ``recall-<protocol>.*`` (the records are not changed). Sweeps (axes the records were swept
+    over, and ``sweeps``) become ``tables/sweeps.md`` and ``plots/sweep-*.png``.
     """
     root = Path(root)
     records = load_records(root)
@@ -78,6 +80,17 @@ def report(root: Path, plots: bool = True, protocol: str | None = None) -> tuple
     df = records_frame(records)
     summary = summary_table(df)
     paths = write_tables(summary, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
+    axes = list(dict.fromkeys([*sweep_axes(records), *sweeps]))
+    if axes:
+        text = ""
+        for axis in axes:
+            frame = sweep_frame(records, axis)
+            text += sweep_tables(frame, axis)
+            if plots:
+                for i, p in enumerate(plot_sweeps(frame, axis, root / "plots")):
+                    paths[f"sweep-{axis}-{i}"] = p
+        paths["sweeps"] = root / "tables" / "sweeps.md"
+        paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
     if plots:
         for i, p in enumerate(make_plots(df, records, root, root / "plots")):
             paths[f"plot{i}"] = p

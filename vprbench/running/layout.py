@@ -9,7 +9,7 @@
     splits/<dataset>-<split>-<query>-<fingerprint>.npz    positions, segments, explicit ground truth of
                                                           an evaluated split (for re-evaluation)
     examples/<dataset>-<split>-<query>-<fingerprint>.npz  a distance-matrix crop for the overlay plot
-    claims/<ranking key>.claim                            a job being computed (see running.claims)
+    claims/<ranking key>.claim                            a job being computed (see core.claims)
     cache/                                                trained models, extracted descriptors
     tables/, plots/                                       derived by `vprbench report`
 """

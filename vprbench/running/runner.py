@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vprbench import __version__
+from vprbench.core.claims import holder, try_claim
 from vprbench.core.errors import ConfigError, DataError, OutputError, VPRBenchError
 from vprbench.core.fileio import ensure_writable_dir, save_npz_atomic, write_json_atomic
 from vprbench.core.hashing import to_jsonable
@@ -42,9 +43,8 @@ from vprbench.metrics.evaluator import Evaluation, EvaluationData, RecallEvaluat
 from vprbench.metrics.recall import DEFAULT_NS
 from vprbench.plugins.api import Method, Ranking, RunContext
 from vprbench.plugins.registry import Registry, default_registry
-from vprbench.plugins.specs import MethodSpec
+from vprbench.plugins.specs import MethodSpec, format_spec
 from vprbench.running import identity as ident
-from vprbench.running.claims import holder, try_claim
 from vprbench.running.environment import PeakMemory, environment, utc_now
 from vprbench.running.evaldata import save_evaluation_data
 from vprbench.running.layout import claim_path, example_path, prediction_path, record_path, split_data_path
@@ -55,6 +55,9 @@ log = logging.getLogger("vprbench")
 #: Size of the example distance-matrix crop saved for the report's overlay plot.
 EXAMPLE_SIZE = 300
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+#: Datasets loaded by this process, by (name, data directory, parameters); workers load each once.
+_LOADED: dict[str, tuple[BenchmarkDataset, float]] = {}
+_WARNED: set[tuple[str, str]] = set()
 MAX_SEED = 2**63
 
 
@@ -87,6 +90,8 @@ class RunConfig:
     data_dir: str | None = None
     dataset_params: dict[str, Any] = field(default_factory=dict)
     protocol: str | None = None
+    protocol_overrides: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, Any] = field(default_factory=dict)
     top_k: int = 20
     ns: Sequence[int] = DEFAULT_NS
     device: str = "cpu"
@@ -200,16 +205,30 @@ class Runner:
 
     # data ---------------------------------------------------------------------------------
     def dataset(self, name: str) -> tuple[BenchmarkDataset, float]:
-        """Load (once) and return the dataset and its load time in seconds."""
+        """Load (once per process and parameters) and return the dataset and its load time in seconds."""
         if name not in self._datasets:
-            t0 = time.perf_counter()
             overrides = self.config.dataset_params if name == self.config.dataset else None
-            ds = load_dataset(name, data_dir=self.config.data_dir, overrides=overrides)
-            self._datasets[name] = (ds, time.perf_counter() - t0)
+            key = json.dumps([name, str(self.config.data_dir), to_jsonable(overrides or {})], sort_keys=True)
+            if key not in _LOADED:
+                t0 = time.perf_counter()
+                ds = load_dataset(name, data_dir=self.config.data_dir, overrides=overrides)
+                _LOADED[key] = (ds, time.perf_counter() - t0)
+            self._datasets[name] = _LOADED[key]
         return self._datasets[name]
 
     def protocol(self, ds: BenchmarkDataset) -> Protocol:
-        return get_protocol(ds.protocols, self.config.protocol, ds.name)
+        """The run's protocol: a named protocol of the dataset, with ``protocol_overrides`` (sweeps) applied."""
+        base = get_protocol(ds.protocols, self.config.protocol, ds.name)
+        over = self.config.protocol_overrides
+        if not over:
+            return base
+        table = {k: v for k, v in base.to_dict().items() if k != "name" and v is not None}
+        if "radius" in over:
+            table.pop("tolerance", None)
+        if "tolerance" in over:
+            table.pop("radius", None)
+        inner = ",".join(f"{k}={v}" for k, v in sorted(over.items()))
+        return Protocol.from_table(f"{base.name}[{inner}]", {**table, **over}, ds.position_unit, f"dataset {ds.name!r}")
 
     # planning -----------------------------------------------------------------------------
     def plan(self, specs: Sequence[MethodSpec], ds: BenchmarkDataset, test: SplitData, train_ds: BenchmarkDataset) -> list[PlannedJob]:
@@ -270,7 +289,9 @@ class Runner:
         jobs = self.plan(specs, ds, test, train_ds)
         self.data_warnings = self._data_warnings(ds, test, train_ds)
         for w in self.data_warnings:
-            log.warning("warning: %s", w)
+            if (ds.fingerprint, w) not in _WARNED:  # once per process, not once per job
+                _WARNED.add((ds.fingerprint, w))
+                log.warning("warning: %s", w)
         self._evaldata = split_data_path(self.out, ds.name, c.split, query, ds.fingerprint)
         self._data = EvaluationData.from_split(test)
         try:
@@ -494,6 +515,7 @@ class Runner:
                 "device_used": meta.get("device_used", "cpu"),
                 "training": training,
                 "notes": meta.get("notes", {}),
+                **self._sweep_fields(job),
             },
             "identity": job.record_identity,
             "protocol": {**protocol.to_dict(), "text": protocol.describe(ds.position_unit, ds.radius)},
@@ -528,6 +550,34 @@ class Runner:
         log.info("%s %s%s: R@1 %.3f  R@5 %s  (%s)", tag, method.label, self._seed_text(job), r[min(r)],
                  "-" if single else f"{r.get(5, float('nan')):.3f}", protocol.name)
         return JobOutcome(job.spec, job.seed, "done", job.record_path, record)
+
+    def _sweep_fields(self, job: PlannedJob) -> dict[str, Any]:
+        """``sweep`` ({axis: value}) and ``sweep_base`` (the label without swept method parameters) of a job in a sweep."""
+        sweep = self.config.sweep
+        if not sweep:
+            return {}
+        method = job.method
+        values: dict[str, Any] = {}
+        swept_keys = set()
+        for axis, value in sweep.items():
+            if value is not None:
+                values[axis] = value
+                continue
+            name, _, key = axis.partition(".")  # a method axis: its value is in the job's parameters
+            target = getattr(method, "matcher", method)
+            if name in (job.spec.name, target.info.name) and key in target.params:
+                values[axis] = to_jsonable(target.params[key])
+                swept_keys.add(key)
+        label = method.label
+        if swept_keys:
+            target = getattr(method, "matcher", method)
+            changed = {k: v for k, v in target.params.items() if k not in swept_keys and k != "frontend"
+                       and k not in target.stages and v != target.info.params[k].default}
+            changed.update({k: s.label for k, s in target.stages.items() if k not in swept_keys and s.label != str(target.info.params[k].default)})
+            base = format_spec(target.info.name, changed)
+            frontend = getattr(method, "frontend", None)
+            label = f"{frontend.label}+{base}" if frontend is not None else base
+        return {"sweep": values, "sweep_base": label}
 
     def _save_example(self, ds: BenchmarkDataset, split: SplitData, query: str) -> None:
         """Save a crop of the split's single-image distance matrix for the report's overlay plot.
