@@ -99,6 +99,26 @@ def test_extra_tables_and_figures_go_to_their_dataset(tmp_path):
     assert '<a href="#more">' in text
 
 
+def test_published_numbers_beside_ours_in_the_dataset_section(tmp_path, capsys):
+    from test_uncertainty import fake_result
+
+    rng = np.random.default_rng(3)
+    ev = np.ones(200, bool)
+    fh = np.where(rng.random(200) < 0.45, 0, 3)
+    fake_result(tmp_path, "netvlad", "single-image", fh, ev, rng.random(200), dataset="oxford-v1.0")
+    published = Path(__file__).resolve().parents[1] / "results" / "published" / "seqmatchnet.csv"
+    assert main(["report", "--html", "--compare", str(published), str(tmp_path)]) == 0
+    text = (tmp_path / "report.html").read_text()
+    section = text[text.index('<section id="ds-oxford-v1-0">'):]
+    section = section[:section.index("</section>")]
+    assert "Published: table 2, oxford" in section and "Published: table 2, brisbane" not in section
+    ours = (fh[ev] == 0).mean()
+    row = re.search(r"<tr><td class=\"text\">no-sequence</td><td class=\"text\">netvlad</td>(.*?)</tr>", section).group(1)
+    cells = re.findall(r">([^<]*)</td>", row)
+    assert cells[:3] == ["0.470", f"{ours:.3f}", f"{ours - 0.47:.3f}"]  # R@1 paper, ours, ours - paper
+    assert "Published: table 2, brisbane" in text[text.index('<section id="more">'):]  # no brisbane results: at the end
+
+
 def test_cli_report_html_prints_the_path_and_checks_the_block_length(tmp_path, capsys):
     results_folder(tmp_path)
     assert main(["report", "--html", "--block-length", "7", str(tmp_path)]) == 0

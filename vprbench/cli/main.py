@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_rep = sub.add_parser("report", help="aggregate results into tables (Markdown, CSV, LaTeX) and plots")
     p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
-    p_rep.add_argument("--no-plots", action="store_true", help="tables only")
+    p_rep.add_argument("--no-plots", action="store_true", help="tables only (with --html the page still gets its plots)")
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
     p_rep.add_argument("--html", action="store_true", help="also write DIR/report.html: one self-contained page with tables, "
