@@ -355,7 +355,7 @@ def interval_caption(g: pd.DataFrame) -> str:
     how = ("chosen from the data: the largest Politis&ndash;White estimate over the methods' top-1 hits, and at least the "
            f"sequence length L = {_e(row.get('seq_len'))}" if bool(row.get("ci block auto", False)) else "set by the user")
     return (f"Values are means over seeds. Small numbers: {level:g} % percentile intervals from a circular block bootstrap over "
-            f"the {int(_num(row['ci queries']))} queries ({int(_num(row['ci n_boot']))} replicates, blocks of {block} consecutive "
+            f"the split's {int(_num(row['ci queries']))} queries in traverse order ({int(_num(row['ci n_boot']))} replicates, blocks of {block} consecutive "
             f"queries, {how}): neighbouring queries share sequence frames and stretches of route, so they are resampled "
             "together. They show the uncertainty from the finite query set, not from training randomness"
             + (" (the seed std column shows that)" if "R@1 std" in g.columns and (pd.to_numeric(g.get("seeds"), errors="coerce") > 1).any()

@@ -67,6 +67,7 @@ def curves_figure(summary: pd.DataFrame, recs: list[tuple[str, dict[str, Any]]],
     rc = recall_columns(summary)
     ns = [int(c[2:]) for c in rc]
     has_band = all(f"{c} lo" in summary.columns for c in rc) and bool(rc)
+    band_alpha = 0.15 if len(summary) <= 6 else 0.1 if len(summary) <= 12 else 0.06  # overlapping bands stay readable
     for _, row in summary.iterrows():
         st = styles[str(row["label"])]
         pts = [(n, row[c], row[f"{c} lo"] if has_band else np.nan, row[f"{c} hi"] if has_band else np.nan)
@@ -77,7 +78,7 @@ def curves_figure(summary: pd.DataFrame, recs: list[tuple[str, dict[str, Any]]],
         axes[0].plot(x, y, label=st.label, markersize=5, **st.line())
         if has_band and np.isfinite(lo).all():
             if len(x) > 1:
-                axes[0].fill_between(x, lo, hi, color=st.color, alpha=0.12, linewidth=0)
+                axes[0].fill_between(x, lo, hi, color=st.color, alpha=band_alpha, linewidth=0)
             else:  # a single-match method: only Recall@1
                 axes[0].errorbar(x, y, yerr=[y - lo, hi - y], color=st.color, capsize=3, linewidth=1)
     for label, rec in recs:
@@ -129,14 +130,15 @@ def distance_matrix_figure(example: Path, recs: list[tuple[str, dict[str, Any]]]
             top1 = z["indices"][:nq, 0].astype(np.int64) - r0
             correct = z["first_hit"][:nq] == 0 if "first_hit" in z.files else np.zeros(nq, bool)
             mask = z["query_mask"][:nq].astype(bool)
-        panels.append((label, top1, correct, mask))
+            counted = z["evaluated"][:nq].astype(bool) if "evaluated" in z.files else mask
+        panels.append((label, top1, correct, mask, counted))
     ncols = max(1, min(ncols, len(panels)))
     nrows = max(1, math.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 3.3 * nrows + 0.6), squeeze=False, sharex=True, sharey=True)
     gt_layer = np.ma.masked_where(~gt.T, np.ones_like(gt.T, dtype=float))
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    for ax, (label, top1, correct, mask) in zip(axes.ravel(), panels):
+    for ax, (label, top1, correct, mask, counted) in zip(axes.ravel(), panels):
         st = styles[label]
         ax.imshow(d.T, cmap="gray", aspect="auto", origin="lower", interpolation="nearest")
         ax.imshow(gt_layer, cmap=ListedColormap([GT_COLOR]), alpha=0.45, aspect="auto", origin="lower", interpolation="nearest")
@@ -144,7 +146,7 @@ def distance_matrix_figure(example: Path, recs: list[tuple[str, dict[str, Any]]]
         q = np.arange(nq)
         ax.scatter(q[inside & correct], top1[inside & correct], s=7, c=CORRECT_COLOR, marker="o", linewidths=0, label="correct top-1")
         ax.scatter(q[inside & ~correct], top1[inside & ~correct], s=10, c=WRONG_COLOR, marker="x", linewidths=0.8, label="wrong top-1")
-        r1 = correct[mask].mean() if mask.any() else float("nan")
+        r1 = correct[counted].mean() if counted.any() else float("nan")
         ax.set_title(f"{label}  (R@1 here {r1:.2f})", fontsize=9, color=st.color, fontweight="bold")
         ax.set_xlim(-0.5, nq - 0.5)
         ax.set_ylim(-0.5, nr - 0.5)
