@@ -159,7 +159,7 @@ class Mine(Method):
     second = run(out, "mine", discover([folder])).outcomes[0]
     assert second.status == "done"
     table, _ = report(out, plots=False)
-    assert len(table) == 2 and all("(code " in d for d in table["display"])
+    assert len(table) == 2 and all("(code " in d for d in table["label"])
 
 
 def test_report_never_averages_different_identities(tmp_path):
@@ -173,7 +173,7 @@ def test_report_never_averages_different_identities(tmp_path):
     table, paths = report(tmp_path, plots=False)
     l5 = table[table["seq_len"] == 5]
     assert len(l5) == 3 and (l5["seeds"] == 1).all()
-    assert sorted(l5["display"]) == ["seqnet-s1[epochs=1,lr=0.001]", "seqnet-s1[epochs=1]", "seqnet-s1[epochs=1] (trained on other)"]
+    assert sorted(l5["label"]) == ["seqnet-s1[epochs=1,lr=0.001]", "seqnet-s1[epochs=1]", "seqnet-s1[epochs=1] (trained on other)"]
     assert len(table[table["seq_len"] == 3]) == 1
     assert "learned rows trained on other, toy" in paths["md"].read_text()
 
@@ -405,12 +405,12 @@ def test_report_protocol_recomputes_what_a_fresh_run_gives(tmp_path, protocol):
     run(tmp_path / "b", methods, dataset=_toy_with_protocols(), seq_len=3, boundary="drop", protocol=protocol)
     fresh, _ = report(tmp_path / "b", plots=False)
     cols = ["R@1", "R@5", "R@10", "R@20", "PR-AUC", "n_evaluated", "n_without_positive"]
-    a = recomputed.sort_values("display")[["display", *cols]].reset_index(drop=True)
-    b = fresh.sort_values("display")[["display", *cols]].reset_index(drop=True)
+    a = recomputed.sort_values("label")[["label", *cols]].reset_index(drop=True)
+    b = fresh.sort_values("label")[["label", *cols]].reset_index(drop=True)
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(a, b)
     default, _ = report(tmp_path / "a", plots=False)
-    assert not np.allclose(default.sort_values("display")["R@1"].to_numpy(), b["R@1"].to_numpy())
+    assert not np.allclose(default.sort_values("label")["R@1"].to_numpy(), b["R@1"].to_numpy())
 
 
 def test_unknown_protocol_is_a_config_error(tmp_path):

@@ -26,6 +26,7 @@ examples:
   vprbench run --methods "seqmatch[variant=meanOfPairs|centerOnly]"    a parameter grid
   vprbench run --methods seqmatch --param seqmatch.variant=centerOnly
   vprbench report                                tables and plots from finished runs (results/runs)
+  vprbench report --html results/runs            ... and one self-contained results page (report.html)
 """
 
 
@@ -141,11 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_rep = sub.add_parser("report", help="aggregate results into tables (Markdown, CSV, LaTeX) and plots")
     p_rep.add_argument("dir", nargs="?", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
-    p_rep.add_argument("--no-plots", action="store_true", help="tables only")
+    p_rep.add_argument("--no-plots", action="store_true", help="tables only (with --html the page still gets its plots)")
     p_rep.add_argument("--protocol", default=None, metavar="NAME",
                        help="recompute every metric under this protocol of the datasets from the stored predictions (no method runs)")
     p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
                        help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
+    p_rep.add_argument("--html", action="store_true", help="also write DIR/report.html: one self-contained page with tables, "
+                       "confidence intervals, plots and provenance")
+    p_rep.add_argument("--block-length", type=int, default=None, metavar="Q",
+                       help="queries per block of the bootstrap behind the confidence intervals (default: chosen per table "
+                       "from the data, at least the sequence length)")
 
     from vprbench.cli.datasets import add_datasets_parser
 
@@ -215,8 +221,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if records:
         print(format_table(summary_table(records_frame(records)), "github"))
     if records and not args.no_report:
-        _, paths = report(base.out)
-        log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values()})))
+        _, paths = report(base.out, html=True)
+        log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values() if p != paths["html"]})))
+        print(f"results page: {paths['html']}")
     for o in summary.outcomes:
         if o.status in ("unsupported", "busy"):
             log.warning("not run: %s (%s)", o.spec.label, o.error)
@@ -234,19 +241,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import format_table
 
-    summary, paths = report(args.dir, plots=not args.no_plots, protocol=args.protocol)
-    print(format_table(summary, "github"))
+    published = mapping = None
     if args.compare is not None:
-        from vprbench.reporting.published import compare, format_comparison, load_published
-        from vprbench.reporting.tables import load_records
+        from vprbench.reporting.published import load_published
 
         published, mapping = load_published(args.compare)
+    if args.block_length is not None and args.block_length < 1:
+        raise ConfigError(f"--block-length must be >= 1 (queries), got {args.block_length}")
+    summary, paths = report(args.dir, plots=not args.no_plots, html=args.html, published=published, published_mapping=mapping,
+                            block_length=args.block_length, protocol=args.protocol)
+    print(format_table(summary, "github"))
+    if args.compare is not None:
+        from vprbench.reporting.published import compare, format_comparison
+        from vprbench.reporting.tables import load_records
+
         table = format_comparison(compare(published, mapping, load_records(args.dir)))
         path = Path(args.dir) / "tables" / f"published-{args.compare.stem}.md"
         path.write_text(table, encoding="utf-8")
         paths["published"] = path
         print(table)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    if "html" in paths:
+        print(f"results page: {paths['html']}")
     return 0
 
 

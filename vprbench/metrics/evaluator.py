@@ -37,6 +37,9 @@ class Evaluation:
     ties_at_1: int = 0
     first_hit: np.ndarray | None = None  # [n_query] rank of the first positive (-1: none in the top K)
     counted: np.ndarray | None = None  # [n_query] bool: the query counts for Recall@N
+    query_mask: np.ndarray | None = None  # [n_query] bool: evaluated under the window policy
+    has_positive: np.ndarray | None = None  # [n_query] bool: the query has a positive (PR recall denominator)
+    pr_ignore: np.ndarray | None = None  # [n_query] bool: top-1 match only soft-positive (neither right nor wrong)
 
 
 class RecallEvaluator:
@@ -99,6 +102,9 @@ class RecallEvaluator:
             ties_at_1=_ties_at_1(ranked, distances, eval_mask),
             first_hit=np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype(np.int32),
             counted=eval_mask,
+            query_mask=mask,
+            has_positive=gt.has_positive,
+            pr_ignore=np.zeros(n_q, bool) if ignore is None else ignore & mask,
         )
 
 

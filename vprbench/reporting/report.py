@@ -1,11 +1,9 @@
-"""``vprbench report``: every record of a results folder into its tables and plots, optionally with
-every metric recomputed under another protocol from the stored predictions (no method runs again).
-"""
+"""``vprbench report``: every record of a results folder into its tables, plots and results page,
+optionally with every metric recomputed under another protocol from the stored predictions (no
+method runs again)."""
 
 from __future__ import annotations
 
-import copy
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +13,14 @@ import pandas as pd
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.protocol import Protocol
 from vprbench.metrics.evaluator import RecallEvaluator, evaluate_protocol
+from vprbench.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
+from vprbench.reporting.intervals import add_intervals
 from vprbench.reporting.plots import make_plots
+from vprbench.reporting.styles import styles_for
 from vprbench.reporting.sweeps import plot_sweeps, sweep_axes, sweep_frame, sweep_tables
 from vprbench.reporting.tables import load_records, records_frame, summary_table, write_tables
 from vprbench.running.evaldata import load_evaluation_data
-from vprbench.running.runner import metrics_dict
-
-log = logging.getLogger("vprbench")
+from vprbench.running.runner import metrics_dict, per_query_arrays
 
 
 def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list[dict[str, Any]]:
@@ -29,7 +28,8 @@ def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list
 
     Uses only what the run stored: each record's ranking (``predictions``) and its split's evaluation
     data (positions, segments, explicit ground truth). Records of datasets without that protocol are
-    left out (with a warning naming the dataset and its protocols). Nothing is written.
+    left out (with a warning naming the dataset and its protocols). Nothing is written; the
+    per-query results of recomputed records are kept in memory (``_per_query``).
     """
     out = []
     missing: dict[str, list[str]] = {}
@@ -56,6 +56,7 @@ def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list
         new["metrics"] = metrics_dict(ev, job["single_match"])
         new["job"]["protocol"] = p.name
         new["protocol"] = {**p.to_dict(), "text": p.describe(rec["dataset"]["position_unit"], rec["dataset"]["radius"]) + " (recomputed)"}
+        new["_per_query"] = per_query_arrays(ev, indices)
         out.append(new)
     for ds, names in missing.items():
         log.warning("dataset %s has no protocol %r (its protocols: %s); its records are left out", ds, protocol, ", ".join(names))
@@ -64,9 +65,24 @@ def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list
     return out
 
 
-def report(root: Path, plots: bool = True, protocol: str | None = None, sweeps: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, Path]]:
-    """Aggregate every record under ``root`` into ``root/tables`` and ``root/plots``.
+def report(
+    root: Path,
+    plots: bool = True,
+    html: bool = False,
+    protocol: str | None = None,
+    sweeps: tuple[str, ...] = (),
+    published: pd.DataFrame | None = None,
+    published_mapping: dict[str, Any] | None = None,
+    block_length: int | None = None,
+    n_boot: int = DEFAULT_N_BOOT,
+    level: float = DEFAULT_LEVEL,
+) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Aggregate every record under ``root`` into ``root/tables``, ``root/plots`` and (``html``)
+    the self-contained page ``root/report.html``.
 
+    The summary written to ``tables/recall.csv`` carries confidence intervals (block bootstrap
+    over queries, see :func:`vprbench.reporting.intervals.add_intervals`); ``published`` (with its
+    mapping, :func:`vprbench.reporting.published.load_published`) adds the published numbers to the page.
     With ``protocol``, metrics are recomputed under it first and the tables are written as
     ``recall-<protocol>.*`` (the records are not changed). Sweeps (axes the records were swept
     over, and ``sweeps``) become ``tables/sweeps.md`` and ``plots/sweep-*.png``.
@@ -79,7 +95,8 @@ def report(root: Path, plots: bool = True, protocol: str | None = None, sweeps: 
         records = reevaluate(records, root, protocol)
     df = records_frame(records)
     summary = summary_table(df)
-    paths = write_tables(summary, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
+    with_ci = add_intervals(summary, df, records, root, block_length=block_length, n_boot=n_boot, level=level)
+    paths = write_tables(with_ci, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
     axes = list(dict.fromkeys([*sweep_axes(records), *sweeps]))
     if axes:
         text = ""
@@ -91,7 +108,18 @@ def report(root: Path, plots: bool = True, protocol: str | None = None, sweeps: 
                     paths[f"sweep-{axis}-{i}"] = p
         paths["sweeps"] = root / "tables" / "sweeps.md"
         paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
-    if plots:
-        for i, p in enumerate(make_plots(df, records, root, root / "plots")):
+    styles = styles_for(df)
+    figures: dict[tuple, list[Path]] = {}
+    if plots or html:
+        figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)
+        for i, p in enumerate(p for ps in figures.values() for p in ps):
             paths[f"plot{i}"] = p
-    return summary, paths
+    if html:
+        from vprbench.reporting.html import ExtraTable, published_tables, write_html
+
+        extra: list[ExtraTable] = []
+        if published is not None:
+            extra = published_tables(published, published_mapping or {}, records)
+        paths["html"] = write_html(root / "report.html", with_ci, records, figures=figures, styles=styles,
+                                   extra_tables=extra, title=f"vprbench results: {root.resolve().name}")
+    return with_ci, paths

@@ -82,12 +82,13 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if not df.empty:
         df["family_order"] = df["family"].map({f: i for i, f in enumerate(FAMILIES)}).fillna(len(FAMILIES))
-        df["display"] = _display_labels(df)
+        df["canonical"] = df["label"]
+        df["label"] = _display_labels(df)  # unique per row of a table: what plots, styles and pages key on
     return df
 
 
 def _display_labels(df: pd.DataFrame) -> pd.Series:
-    """Row labels: the canonical label, plus what tells apart rows that would otherwise share it."""
+    """Row labels: the canonical label, plus what tells apart rows of one table that would otherwise share it."""
     label = df["label"].astype(str).copy()
     cross = df["train_dataset"].notna() & (df["train_dataset"] != df["dataset"])
     label[cross] = label[cross] + " (trained on " + df.loc[cross, "train_dataset"].astype(str) + ")"
@@ -114,13 +115,13 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     agg["R@1 std"] = g["R@1"].std(ddof=0) if "R@1" in df else np.nan
     agg["deterministic"] = g["seed"].apply(lambda s: s.isna().all())
     agg["seeds"] = g["seed"].nunique().where(~agg["deterministic"], 1)  # deterministic: one computation serves every seed
-    for col, how in (("display", "first"), ("label", "first"), ("method", "first"), ("train_dataset", "first"),
+    for col, how in (("label", "first"), ("canonical", "first"), ("method", "first"), ("train_dataset", "first"),
                      ("protocol_text", "first"), ("descriptor_kind", "first"), ("n_queries", "first"), ("n_evaluated", "first"),
                      ("n_without_positive", "first"), ("peak_mb", "max"), ("warnings", "max")):
         agg[col] = g[col].agg(how)
     agg["fit_cached"] = g["fit_cached"].all()
     agg["untrained"] = g["untrained"].any()
-    return agg.reset_index().sort_values(GROUP_KEYS + ["family_order", "display"]).reset_index(drop=True)
+    return agg.reset_index().sort_values(GROUP_KEYS + ["family_order", "label"]).reset_index(drop=True)
 
 
 def _cell(v: Any, digits: int = 3) -> str:
@@ -158,7 +159,7 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
             fam = r["family"] if r["family"] != last_family else ""
             last_family = r["family"]
             fit = "cached" if r.get("fit_cached", False) else _cell(r["fit_s"], 1)
-            label = r["display"] + (f" {UNTRAINED}" if r["untrained"] else "")
+            label = r["label"] + (f" {UNTRAINED}" if r["untrained"] else "")
             row = [fam, label, *[_cell(r[c]) for c in rc], _cell(r["PR-AUC"]), fit, _cell(r["rank_s"], 2)]
             if show_unmatched:
                 row.insert(2 + len(rc), str(int(round(r["no_match"]))))

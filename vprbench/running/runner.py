@@ -542,7 +542,7 @@ class Runner:
             "finished_at": utc_now(),
         }
         try:
-            save_npz_atomic(per_query, first_hit=ev.first_hit, evaluated=ev.counted, matched=arrays["indices"][:, 0] >= 0)
+            save_npz_atomic(per_query, **per_query_arrays(ev, arrays["indices"]))
             write_json_atomic(job.record_path, record)
         except OSError as e:
             raise OutputError(f"cannot write results under {str(self.out)!r} ({e.strerror or e}); finished jobs are kept") from None
@@ -599,6 +599,15 @@ class Runner:
             return
         gt = split.ground_truth.subset(np.arange(nq), np.arange(r0, r0 + nr)).to_dense()
         save_npz_atomic(path, distances=d, gt=gt, query_start=0, ref_start=r0)
+
+
+def per_query_arrays(ev: Evaluation, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """What a record stores per query (``records/.../<key>.npz``), for intervals and paired tests:
+    ``first_hit`` (rank of the first positive, -1 none), ``evaluated`` (counts for Recall@N),
+    ``query_mask`` (evaluated under the window policy), ``has_positive``, ``pr_ignore`` (top-1 only
+    soft-positive) and ``matched`` (the query got a match)."""
+    return {"first_hit": ev.first_hit, "evaluated": ev.counted, "query_mask": ev.query_mask, "has_positive": ev.has_positive,
+            "pr_ignore": ev.pr_ignore, "matched": np.asarray(indices)[:, 0] >= 0}
 
 
 def metrics_dict(ev: Evaluation, single: bool) -> dict[str, Any]:
