@@ -133,8 +133,8 @@ def test_distance_matrix_small_multiples_one_panel_per_method(tmp_path):
         assert len(images) == 2  # the distances and the ground-truth layer
         assert np.array_equal(~np.ma.getmaskarray(images[1].get_array()), gt.T)
         assert ax.get_legend() is not None
-        with np.load(tmp_path / rec["predictions"]) as z:
-            top1, correct = z["indices"][:nq, 0], z["first_hit"][:nq] == 0
+        with np.load(tmp_path / rec["predictions"]) as z, np.load(tmp_path / rec["per_query"]) as pq:
+            top1, correct = z["indices"][:nq, 0], pq["first_hit"][:nq] == 0
         ok, bad = ax.collections[0], ax.collections[1]
         assert to_hex(ok.get_facecolor()[0][:3]) == CORRECT_COLOR and to_hex(bad.get_edgecolor()[0][:3]) == WRONG_COLOR
         assert np.array_equal(ok.get_offsets()[:, 0], np.flatnonzero(correct)) and np.array_equal(ok.get_offsets()[:, 1], top1[correct])

@@ -196,8 +196,10 @@ def fake_result(root: Path, label: str, family: str, first_hit: np.ndarray, eval
     rel = Path("predictions") / dataset / label / f"{label}-seed{seed}-{fingerprint[:4]}.npz"
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     indices = np.tile(np.arange(k, dtype=np.int32), (nq, 1))
-    np.savez(root / rel, indices=indices, distances=np.zeros((nq, k), np.float32), confidence=confidence,
-             query_mask=np.ones(nq, bool), first_hit=first_hit.astype(np.int32), evaluated=evaluated)
+    np.savez(root / rel, indices=indices, distances=np.zeros((nq, k), np.float32), confidence=confidence)
+    per_query = rel.with_name(rel.stem + "-per-query.npz")
+    np.savez(root / per_query, first_hit=first_hit.astype(np.int32), evaluated=evaluated, query_mask=np.ones(nq, bool),
+             has_positive=evaluated, pr_ignore=np.zeros(nq, bool), matched=np.ones(nq, bool))
     recall = {}
     for n in NS:
         hits = [(f >= 0 and f < n) for f, e in zip(first_hit, evaluated) if e]
@@ -205,11 +207,13 @@ def fake_result(root: Path, label: str, family: str, first_hit: np.ndarray, eval
     recall.update(recall_override or {})
     pr = precision_recall(confidence, first_hit == 0, evaluated)
     record = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "key": f"{label}{seed}",
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "key": f"{label}{seed}", "group_key": f"{label}-{fingerprint}-{seq_len}",
         "job": {"method": label.split()[0], "params": {"preset": "cpu"}, "label": label, "family": family, "dataset": dataset,
                 "dataset_fingerprint": fingerprint, "split": "test", "query": "q", "seq_len": seq_len, "boundary": "shift",
-                "seed": seed, "train_dataset": None, "training": None, "trains": False, "user_params": {"alpha": 1},
-                "resolved_params": {"alpha": 1, "preset": "cpu"}, "device": "cpu", "top_k": k},
+                "protocol": "default", "seed": seed, "seeded": True, "train_dataset": None, "training": None, "trains": False,
+                "user_labels": [label], "resolved_params": {"alpha": 1, "preset": "cpu"}, "device": "cpu", "top_k": k,
+                "single_match": False},
+        "protocol": {"name": "default", "text": "protocol default: radius 1 m, centre frame, queries without a positive excluded"},
         "dataset": {"name": dataset, "description": "a fake dataset", "radius": 1.0, "position_unit": "m", "n_reference": 50,
                     "n_query": nq},
         "metrics": {"recall_at": recall, "n_queries": nq, "n_evaluated": int(evaluated.sum()), "n_without_positive": int((~evaluated).sum()),
@@ -218,7 +222,7 @@ def fake_result(root: Path, label: str, family: str, first_hit: np.ndarray, eval
                            "precision": pr.precision.tolist(), "recall": pr.recall.tolist()}},
         "timings_s": {"fit": 0.5, "rank": 0.25, "total": 1.0}, "memory_mb": {"peak_rss": peak_mb, "peak_rss_increase": 1.0},
         "environment": {"packages": {"numpy": np.__version__}, "python": "3.11", "platform": "test", "vprbench": "0.1.0"},
-        "predictions": str(rel), "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+        "predictions": str(rel), "per_query": str(per_query), "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
     }
     path = root / "records" / dataset / label / f"{label}-seed{seed}-{fingerprint[:4]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -328,17 +332,19 @@ def test_unusable_predictions_warn_once_and_give_no_interval(tmp_path, caplog):
     fake_result(tmp_path, "ok", "single-image", fh, ev, rng.random(60))
     fake_result(tmp_path, "stale", "single-image", fh, ev, rng.random(60), recall_override={"1": 0.123})
     gone = fake_result(tmp_path, "gone", "single-image", fh, ev, rng.random(60))
-    (tmp_path / gone["predictions"]).unlink()
+    (tmp_path / gone["per_query"]).unlink()
     for old in ("old1", "old2"):
         rec = fake_result(tmp_path, old, "single-image", fh, ev, rng.random(60))
-        with np.load(tmp_path / rec["predictions"]) as z:
-            kept = {k: z[k] for k in z.files if k not in ("first_hit", "evaluated")}
-        np.savez(tmp_path / rec["predictions"], **kept)
+        (tmp_path / rec["per_query"]).unlink()  # an older record: no per-query results
+        path = next((tmp_path / "records").rglob(f"{old}-seed0-*.json"))
+        stored = json.loads(path.read_text())
+        stored.pop("per_query")
+        path.write_text(json.dumps(stored))
     summary, frame, records = load(tmp_path)
     with caplog.at_level(logging.WARNING, logger="vprbench"):
         out = add_intervals(summary, frame, records, tmp_path, n_boot=50, block_length=3).set_index("label")
     text = caplog.text
-    assert text.count("lacks per-query results") == 1 and "2 record(s)" in text  # one warning for both old files
+    assert text.count("has no per-query results") == 1 and "2 record(s)" in text  # one warning for both old records
     assert "does not reproduce the record's Recall@N" in text and "is missing" in text
     assert np.isfinite(out.loc["ok", "R@1 lo"])
     for label in ("stale", "gone", "old1"):
@@ -360,9 +366,10 @@ def test_real_runner_output_is_reproduced_per_query(tmp_path, caplog):
     Runner(RunConfig(dataset="toy", out=tmp_path, seq_len=3, boundary="drop"), reg, [make_toy_dataset(n=200)]).run(
         expand("netvlad,seqmatch,gism", [], reg))
     summary, frame, records = load(tmp_path)
+    caplog.clear()  # (the run itself warned that L=3 under "drop" leaves queries out)
     with caplog.at_level(logging.WARNING, logger="vprbench"):
         out = add_intervals(summary, frame, records, tmp_path, n_boot=200)
-    assert "no " not in caplog.text, caplog.text
+    assert "no confidence" not in caplog.text, caplog.text
     assert len(out) == 3
     for _, row in out.iterrows():
         assert row["R@1 lo"] <= row["R@1"] <= row["R@1 hi"] and row["PR-AUC lo"] <= row["PR-AUC"] <= row["PR-AUC hi"]

@@ -126,11 +126,15 @@ def distance_matrix_figure(example: Path, recs: list[tuple[str, dict[str, Any]]]
         pred_path = Path(root) / rec["predictions"]
         if not pred_path.exists():
             continue
+        per_query = Path(root) / rec.get("per_query", "")
+        if not per_query.is_file():
+            continue
         with np.load(pred_path, allow_pickle=False) as z:
             top1 = z["indices"][:nq, 0].astype(np.int64) - r0
-            correct = z["first_hit"][:nq] == 0 if "first_hit" in z.files else np.zeros(nq, bool)
+        with np.load(per_query, allow_pickle=False) as z:
+            correct = z["first_hit"][:nq] == 0
             mask = z["query_mask"][:nq].astype(bool)
-            counted = z["evaluated"][:nq].astype(bool) if "evaluated" in z.files else mask
+            counted = z["evaluated"][:nq].astype(bool)
         panels.append((label, top1, correct, mask, counted))
     ncols = max(1, min(ncols, len(panels)))
     nrows = max(1, math.ceil(len(panels) / ncols))

@@ -4,6 +4,8 @@ method runs again)."""
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,8 @@ from vprbench.reporting.sweeps import plot_sweeps, sweep_axes, sweep_frame, swee
 from vprbench.reporting.tables import load_records, records_frame, summary_table, write_tables
 from vprbench.running.evaldata import load_evaluation_data
 from vprbench.running.runner import metrics_dict, per_query_arrays
+
+log = logging.getLogger("vprbench")
 
 
 def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list[dict[str, Any]]:
