@@ -623,3 +623,33 @@ def test_sad_split_source_uses_raw_descriptors():
     np.testing.assert_allclose(src.full(), _sad_matrix(split).T * 12, rtol=1e-5)
     ds = BenchmarkDataset("x", split.reference, {"qry": split.query}, {"test": SplitIndices(np.arange(12), np.arange(10))}, radius=1.5)
     assert split_distance_source(ds.split("test"), metric="sad").metric == "sad"
+
+
+@pytest.mark.data
+def test_presets_equal_the_programs_on_real_nordland_frames():
+    """The first 70 frames of a nordland-64x32 test segment (patch-normalised pixels): both presets
+    equal the transcribed programs on the real SAD difference matrix."""
+    from conftest import data_dir
+
+    from vprbench.data.catalog import load_dataset
+
+    root = data_dir()
+    if not (root / "nordland-64x32" / "summer").is_dir():
+        pytest.skip(f"{root / 'nordland-64x32'} not available")
+    full = load_dataset("nordland-64x32", root).split("test")
+    seg = full.query.segment_bounds[0]
+    n = min(70, int(seg[1] - seg[0]))
+    idx = np.arange(seg[0], seg[0] + n)
+    sub = lambda t: dataclasses.replace(t.subset(idx, name=t.name), segments=None)  # noqa: E731  (one segment)
+    split = SplitData(full.dataset, full.split, sub(full.reference), sub(full.query), full.radius)
+    D = _sad_matrix(split)
+    match, best, ratio = openseqslam_program(D)
+    a = REG.create("seqslam", preset="openseqslam").rank(split, ctx())
+    assert np.array_equal(a.indices[:, 0], match)
+    ok = match >= 0
+    np.testing.assert_allclose(-a.confidence[ok], ratio[ok], rtol=1e-4)
+    best_idx, best2, us = openseqslam2_program(D)
+    b = REG.create("seqslam", preset="openseqslam2").rank(split, ctx())
+    kept = (best_idx >= 0) & (us > 1.111)
+    assert np.array_equal(b.indices[:, 0], np.where(kept, best_idx, -1))
+    np.testing.assert_allclose(b.distances[kept, 0], best2[kept], rtol=1e-4)
