@@ -16,8 +16,11 @@ class GISM(GraphMatcher):
     nonMatchCost 6.0.
 
     Decisions where the sources are silent:
-    * Node cost = 1 / similarity with similarity = cosine 1 - d^2/2 of the L2-normalised
-      descriptors (or of the imported distances, scaled to [0, 2] if they exceed it).
+    * Node cost = 1 / similarity, the similarity the released code reads: the cosine of the
+      L2-normalised descriptors, or an imported similarity matrix as is (a cosine similarity, or
+      a generic similarity: the released cost-matrix mode inverts whatever similarity it is
+      given). An imported generic *distance* matrix is converted by a rule (1 - d^2/2 after
+      scaling into [0, 2]) with a warning. ``ctx.notes["distance"]`` says which was used.
       ``similarity="cosine"`` is the released code (similarities below 1e-9 cost 1e12 instead of
       DBL_MAX); ``"shifted"`` maps to (1 + cos) / 2 in [0, 1] so every node cost is finite (note
       that nonMatchCost then has a different meaning: cost 6 is cos = -2/3).

@@ -12,6 +12,7 @@ class GISMDP(GraphMatcher):
     Same graph and node costs as :class:`GISM` (Vysotska & Stachniss, RA-L 2016) but without the
     lazy heuristic: acc(q, r) = c(q, r) + min over |r' - r| <= fanOut of acc(q-1, r'), and query q
     is matched to the first argmin_r acc(q, r) (the end of the cheapest path found so far, online).
+    Node costs (and the similarity behind them, per matrix kind) as GISM.
     Hidden (-1) when that node's own cost exceeds nonMatchCost. It shows what the lazy search
     loses; it is not in the papers. Vectorised over references, one step per query.
     """

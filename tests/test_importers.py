@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from vprbench.core.errors import DataError
 from vprbench.data.catalog import load_dataset
 from vprbench.data.loaders.importers import read_vpr_bench_ground_truth, read_vpr_tutorial, similarity_to_distance
+from vprbench.matching.distances import split_distances
 
 
 def _definition(tmp_path: Path, loader: str, **params) -> str:
@@ -46,14 +48,19 @@ def test_vpr_tutorial_import(tmp_path):
     ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
     q = ds.queries[ds.default_query]
     assert (len(q), len(ds.reference)) == (10, 12) and q.descriptors is None and q.position_unit == "frame"
-    assert ds.distances.shape == (10, 12)
-    # lower distance = more similar: argmin of distances is argmax of S
-    assert np.array_equal(ds.distances.argmin(1), s.argmax(0))
-    assert np.allclose(ds.distances, (s.max() - s).T, atol=1e-6)
+    # the similarity itself is kept ([n_query, n_ref]), declared a generic similarity by default
+    assert ds.distances.shape == (10, 12) and ds.distance_kind == "similarity"
+    np.testing.assert_allclose(ds.distances, s.T, atol=1e-6)
     sd = ds.split("test")
+    assert sd.distance_kind == "similarity"
+    # methods read distances (lower = more similar) by the documented rule max(S) - S
+    with pytest.warns(UserWarning, match=r"max\(S\) - S"):
+        d = split_distances(sd)
+    assert np.array_equal(d.argmin(1), s.argmax(0))
+    np.testing.assert_allclose(d, s.max() - s.T, atol=1e-6)
     assert sd.ground_truth.positives(4).tolist() == [4]
     assert sd.ground_truth.soft.positives(4).tolist() == [3, 4, 5]
-    top1 = sd.distances.argmin(1)[:, None]
+    top1 = d.argmin(1)[:, None]
     hits = sd.ground_truth.hits(top1)[:, 0]
     assert hits.tolist() == [q != 3 for q in range(10)]
 
@@ -122,11 +129,13 @@ def test_vpr_bench_import_with_trust(tmp_path):
     ds = load_dataset(path, tmp_path)
     q = ds.queries[ds.default_query]
     assert len(q) == 6 and len(ds.reference) == 8 and len(q.image_paths) == 6
-    assert np.array_equal(ds.distances.argmin(1), scores.argmax(1))
+    with pytest.warns(UserWarning, match="stand-in"):
+        d = split_distances(ds.split("test"))
+    assert ds.distance_kind == "similarity" and np.array_equal(d.argmin(1), scores.argmax(1))
     gt = ds.split("test").ground_truth
     assert gt.positives(3).tolist() == [3, 4] and gt.positives(2).tolist() == [2]
     assert ds.meta["encoding_time_s"] == 1.5 and ds.meta["matching_time_s"] == 0.25
-    assert gt.hits(ds.distances.argmin(1)[:, None]).all()
+    assert gt.hits(ds.distances.argmax(1)[:, None]).all()  # a similarity: the best is the largest
 
 
 def test_vpr_bench_mismatched_image_count(tmp_path):
@@ -151,17 +160,19 @@ def test_sequence_methods_run_on_imported_distances(tmp_path):
     np.savez(tmp_path / "gt.npz", GThard=np.eye(n, dtype=bool), GTsoft=np.eye(n, dtype=bool))
     ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
     sd = ds.split("test")
-    assert sd.distances.argmin(1)[10] == 7  # the single image is fooled
+    assert sd.distances.argmax(1)[10] == 7  # the single image is fooled (S kept: higher = more similar)
     reg = default_registry()
     ctx = RunContext(seq_len=5, top_k=3)
     ran = []
-    for name in reg.names():
-        cls = reg.get(name)
-        if tuple(cls.info.needs) != ("distances",) or cls.info.trains:
-            continue
-        r = reg.create(name).rank(sd, ctx)
-        assert r.indices.shape[0] == n, name
-        ran.append(name)
-    assert "seqmatch" in ran
-    r = reg.create("seqmatch").rank(sd, ctx)
+    with warnings.catch_warnings():  # a generic similarity: distance stand-ins, no hash (tested in test_fidelity)
+        warnings.simplefilter("ignore", UserWarning)
+        for name in reg.names():
+            cls = reg.get(name)
+            if tuple(cls.info.needs) != ("distances",) or cls.info.trains:
+                continue
+            r = reg.create(name).rank(sd, ctx)
+            assert r.indices.shape[0] == n, name
+            ran.append(name)
+        assert "seqmatch" in ran
+        r = reg.create("seqmatch").rank(sd, ctx)
     assert r.indices[10, 0] == 10

@@ -141,7 +141,7 @@ def test_non_unit_descriptors_are_normalised_by_the_source():
     q, r = _unit(rng, 6, 4), _unit(rng, 5, 4)
     a = DistanceSource(q * 3.0, r * 0.5).full()
     np.testing.assert_allclose(a, pairwise_distances(q, r), atol=1e-5)
-    np.testing.assert_allclose(DistanceSource(q, r).cosine_block(0, 6), q @ r.T, atol=1e-5)
+    np.testing.assert_allclose(DistanceSource(q * 3.0, r * 0.5).similarity_block(0, 6), q @ r.T, atol=1e-5)
 
 
 def _split(q_desc=None, r_desc=None, dist=None):

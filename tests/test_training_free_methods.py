@@ -41,7 +41,7 @@ def imported_copy(ds: BenchmarkDataset) -> BenchmarkDataset:
     strip = lambda t: Traverse(t.name, t.positions, t.position_unit)  # noqa: E731
     return BenchmarkDataset(
         name=ds.name + "-imported", reference=strip(ds.reference), queries={ds.default_query: strip(q)},
-        splits=ds.splits, radius=ds.radius, distances=dist,
+        splits=ds.splits, radius=ds.radius, distances=dist, distance_kind="unit-euclidean",
     )
 
 
@@ -58,7 +58,8 @@ def test_imported_distances_give_the_same_ranking(toy, name):
 
 def test_grh_without_hash_runs_on_imported_distances(toy):
     a = method("grh", hash=False).rank(toy.split("test"), ctx())
-    b = method("grh").rank(imported_copy(toy).split("test"), ctx())  # no descriptors: hash unavailable
+    with pytest.warns(UserWarning, match="hash needs per-frame descriptors"):
+        b = method("grh").rank(imported_copy(toy).split("test"), ctx())  # no descriptors: hash unavailable
     assert np.array_equal(a.indices, b.indices)
 
 
@@ -351,11 +352,15 @@ def test_seq_len_errors(toy):
 
 def test_imported_distances_beyond_unit_range_are_scaled_for_similarity():
     d = np.array([[0.0, 4.0], [2.0, 8.0]])
-    cos = DistanceSource(matrix=d).cosine_block(0, 2)
-    # scaled by 2 / max = 1/4 before cos = 1 - d^2 / 2
+    with pytest.warns(UserWarning, match="stand-in"):
+        cos = DistanceSource(matrix=d).similarity_block(0, 2)
+    # a generic distance: scaled by 2 / max = 1/4 before cos = 1 - d^2 / 2
     np.testing.assert_allclose(cos, 1 - 0.5 * (d / 4) ** 2)
     unit = np.array([[0.0, 1.0], [2.0, 0.5]])
-    np.testing.assert_allclose(DistanceSource(matrix=unit).cosine_block(0, 2), 1 - 0.5 * unit**2)
+    with pytest.warns(UserWarning, match="stand-in"):
+        np.testing.assert_allclose(DistanceSource(matrix=unit).similarity_block(0, 2), 1 - 0.5 * unit**2)
+    # declared unit-vector distances: the exact cosine, no warning
+    np.testing.assert_allclose(DistanceSource(matrix=unit, kind="unit-euclidean").similarity_block(0, 2), 1 - 0.5 * unit**2)
 
 
 def test_grh_method_with_hash_on_descriptors(toy):

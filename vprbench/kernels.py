@@ -7,9 +7,27 @@ and :mod:`vprbench.data.windows`.
 
 from vprbench.data.windows import check_seq_len, gather_windows, traverse_windows, window_indices, window_starts
 from vprbench.matching.descriptors import nearest_neighbours, sequential_descriptor_topk, window_weighted_sum
-from vprbench.matching.distances import DistanceSource, l2_normalise, pairwise_distances, split_distance_source, split_distances
+from vprbench.matching.distances import (
+    DISTANCE_KINDS,
+    DistanceSource,
+    l2_normalise,
+    pairwise_distances,
+    sad_distances,
+    split_distance_source,
+    split_distances,
+)
 from vprbench.matching.graph import DimensionHash, dp_search, lazy_search
-from vprbench.matching.seqslam import SEQSLAM_MODES, seqslam_match, velocity_range
+from vprbench.matching.seqslam import (
+    SEQSLAM_MODES,
+    matlab_colon,
+    openseqslam2_velocities,
+    openseqslam_ds,
+    openseqslam_velocities,
+    round_half_away,
+    seqslam_match,
+    trajectory_offsets,
+    velocity_range,
+)
 from vprbench.matching.sequence import aggregate_diagonals, sequence_distances, sequence_topk, sequence_topk_from, topk_from
 from vprbench.matching.topk import mask_queries, topk_smallest
 
@@ -18,8 +36,15 @@ __all__ = [
     "DimensionHash",
     "dp_search",
     "lazy_search",
+    "matlab_colon",
+    "openseqslam2_velocities",
+    "openseqslam_ds",
+    "openseqslam_velocities",
+    "round_half_away",
     "seqslam_match",
+    "trajectory_offsets",
     "velocity_range",
+    "DISTANCE_KINDS",
     "DistanceSource",
     "aggregate_diagonals",
     "check_seq_len",
@@ -28,6 +53,7 @@ __all__ = [
     "mask_queries",
     "nearest_neighbours",
     "pairwise_distances",
+    "sad_distances",
     "sequence_distances",
     "sequence_topk",
     "sequence_topk_from",

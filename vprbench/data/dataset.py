@@ -13,6 +13,14 @@ from vprbench.data.groundtruth import GroundTruth
 from vprbench.data.protocol import DEFAULT_PROTOCOL, Protocol
 from vprbench.data.traverse import Traverse
 
+#: What an imported single-image matrix (``distances``) holds. "distance": a generic distance
+#: (lower = more similar); "unit-euclidean": Euclidean distances of unit vectors (d in [0, 2]);
+#: "cosine-similarity": the cosine of unit vectors, S in [-1, 1] (higher = more similar);
+#: "similarity": a generic similarity (higher = more similar). Methods read it through
+#: :func:`vprbench.matching.distances.split_distance_source`, which converts it to the quantity each
+#: method needs (documented there).
+DISTANCE_KINDS: tuple[str, ...] = ("distance", "unit-euclidean", "cosine-similarity", "similarity")
+
 
 @dataclass(frozen=True, eq=False)
 class SplitIndices:
@@ -38,6 +46,9 @@ class SplitData:
         radius: localisation radius for evaluation (metres or frames).
         nontrivial_radius: positives for training lie within this radius (None: same as radius).
         negative_radius: training negatives lie beyond this radius (None: same as radius).
+        distances: optional imported single-image matrix [n_query, n_ref]; what it holds is
+            ``distance_kind`` (one of :data:`DISTANCE_KINDS`; similarities are higher = better).
+        distance_kind: the meaning of ``distances`` (default "distance": lower = more similar).
     """
 
     dataset: str
@@ -49,6 +60,7 @@ class SplitData:
     negative_radius: float | None = None
     distances: np.ndarray | None = None
     explicit_ground_truth: GroundTruth | None = None
+    distance_kind: str = "distance"
 
     @cached_property
     def ground_truth(self) -> GroundTruth:
@@ -91,8 +103,10 @@ class BenchmarkDataset:
         negative_radius: training negatives lie beyond it (SeqNet's posDistThr); must exceed
             ``nontrivial_radius``.
         description: one line for ``vprbench list``.
-        distances: optional imported single-image distance matrix [n_query, n_ref] of the default
-            query traverse against the reference (lower = more similar).
+        distances: optional imported single-image matrix [n_query, n_ref] of the default query
+            traverse against the reference; what it holds is ``distance_kind``.
+        distance_kind: one of :data:`DISTANCE_KINDS` (default "distance": lower = more similar;
+            "cosine-similarity" / "similarity": higher = more similar).
         ground_truth: optional explicit ground truth of the default query traverse (full traverses).
         meta: provenance (generator parameters, source files), recorded with results; ``warnings``
             (a list of texts) are printed by every run and stored in its records.
@@ -111,9 +125,12 @@ class BenchmarkDataset:
     ground_truth: GroundTruth | None = None
     meta: dict = field(default_factory=dict)
     protocols: dict[str, Protocol] = field(default_factory=lambda: {DEFAULT_PROTOCOL: Protocol(description="the dataset's own radius")})
+    distance_kind: str = "distance"
 
     def __post_init__(self) -> None:
         what = f"dataset {self.name!r}"
+        if self.distance_kind not in DISTANCE_KINDS:
+            raise DataError(f"{what}: distance_kind must be one of {list(DISTANCE_KINDS)}, got {self.distance_kind!r}")
         default_q = self.queries[next(iter(self.queries))] if self.queries else None
         if self.distances is not None and default_q is not None:
             expected = (len(default_q), len(self.reference))
@@ -192,6 +209,7 @@ class BenchmarkDataset:
             negative_radius=self.negative_radius,
             distances=None if self.distances is None or qname != self.default_query else self.distances[np.ix_(s.query, s.reference)],
             explicit_ground_truth=None if self.ground_truth is None or qname != self.default_query else self.ground_truth.subset(s.query, s.reference),
+            distance_kind=self.distance_kind,
         )
         if not data.ground_truth.has_positive.any():
             raise DataError(
@@ -210,6 +228,8 @@ class BenchmarkDataset:
             t.update_hash(h)
         if self.distances is not None:
             h.update(np.ascontiguousarray(self.distances).tobytes())
+            if self.distance_kind != "distance":  # the same numbers mean something else
+                h.update(self.distance_kind.encode())
         if self.ground_truth is not None:
             h.update(self.ground_truth.indptr.tobytes() + self.ground_truth.indices.tobytes())
         for sname, s in self.splits.items():

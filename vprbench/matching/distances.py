@@ -2,20 +2,51 @@
 
 Everything here is float32 and vectorised. A :class:`DistanceSource` serves single-image
 distances [n_query, n_ref] in blocks of query rows, computed from per-frame descriptors (one
-matrix product per block) or read from an imported distance matrix (``SplitData.distances``),
-so methods that only need single-image distances run on both kinds of dataset through one path.
+matrix product per block) or read from an imported matrix (``SplitData.distances``), so methods
+that only need single-image distances run on both kinds of dataset through one path.
+
+A source knows what it holds (its ``kind``, one of :data:`DISTANCE_KINDS`) and converts it to the
+quantity each matcher's original program used:
+
+============================ ================================ ====================================
+kind                         :meth:`DistanceSource.block`     :meth:`DistanceSource.similarity_block`
+                             (distance, lower = better)       (similarity, higher = better)
+============================ ================================ ====================================
+descriptors, ``euclidean``   Euclidean distance of the        cosine q.r of the L2-normalised
+(``"unit-euclidean"``)       L2-normalised descriptors        descriptors
+descriptors, ``sad`` or not  SAD of the descriptors as given, none (ConfigError: the graph
+normalised (``"distance"``)  or their plain Euclidean distance matchers need unit descriptors)
+``"unit-euclidean"`` matrix  as is                            1 - d^2 / 2 (exact for unit vectors)
+``"cosine-similarity"``      sqrt(max(2 - 2 S, 0)) (exact:    S as is
+matrix                       the distance of unit vectors)
+``"similarity"`` matrix      max(S) - S (a rule: monotone,    S as is
+                             not a Euclidean distance)
+``"distance"`` matrix        as is                            rule: 1 - (c d)^2 / 2, c = 1 if
+                                                              max(d) <= 2 else 2 / max(d)
+============================ ================================ ====================================
+
+Where a conversion is a rule rather than an identity (a generic similarity served as a distance,
+a generic distance served as a similarity) the source warns once when it first applies it;
+:attr:`DistanceSource.distance_note` / :attr:`DistanceSource.similarity_note` say in words what
+is served (matchers put them in their run notes).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.dataset import DISTANCE_KINDS
 
 if TYPE_CHECKING:
     from vprbench.data.dataset import SplitData
+
+#: Metrics a descriptor source can compute: Euclidean distance (of L2-normalised descriptors when
+#: ``normalise``) or the sum of absolute differences (SeqSLAM's difference matrix).
+DISTANCE_METRICS: tuple[str, ...] = ("euclidean", "sad")
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
@@ -47,6 +78,29 @@ def pairwise_distances(q: np.ndarray, r: np.ndarray, r_sqnorm: np.ndarray | None
     return np.sqrt(d2, out=d2)
 
 
+def sad_distances(q: np.ndarray, r: np.ndarray, memory_mb: float = 512.0) -> np.ndarray:
+    """Sums of absolute differences sum_k |q_ik - r_jk| [nq, nr] float32 of rows of ``q`` [nq, D] and ``r`` [nr, D].
+
+    Accumulated in float64 (scipy's ``cdist`` "cityblock", a compiled kernel); the reference rows
+    are taken in chunks so that their float64 copy and the output tile fit in ``memory_mb`` MiB.
+
+    >>> sad_distances(np.array([[0., 0.]]), np.array([[3., -4.], [0., 1.]])).tolist()
+    [[7.0, 1.0]]
+    """
+    from scipy.spatial.distance import cdist
+
+    q = np.asarray(q, dtype=np.float32)
+    r = np.asarray(r, dtype=np.float32)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
+        raise DataError(f"SAD distances: descriptor dimension mismatch, query {q.shape} vs reference {r.shape}")
+    out = np.empty((q.shape[0], r.shape[0]), dtype=np.float32)
+    q64 = q.astype(np.float64)
+    step = block_rows(r.shape[1] + q.shape[0], memory_mb, bytes_per_item=8, copies=2)
+    for c in range(0, r.shape[0], step):
+        out[:, c : c + step] = cdist(q64, r[c : c + step].astype(np.float64), "cityblock")
+    return out
+
+
 def block_rows(n_cols: int, memory_mb: float, bytes_per_item: int = 4, copies: int = 3) -> int:
     """Rows per block so that ``copies`` float matrices [rows, n_cols] fit in ``memory_mb`` MiB."""
     if not memory_mb > 0:
@@ -55,13 +109,20 @@ def block_rows(n_cols: int, memory_mb: float, bytes_per_item: int = 4, copies: i
 
 
 class DistanceSource:
-    """Single-image Euclidean distances [n_query, n_ref] (lower = more similar), served in row blocks.
+    """Single-image distances [n_query, n_ref] (lower = more similar), served in row blocks.
 
-    Built from descriptors (``q`` [nq, D], ``r`` [nr, D]; each block is one matrix product) or from
-    a precomputed ``matrix`` [nq, nr]. With ``normalise=True`` descriptors are L2-normalised first
-    (the methods assume unit vectors; non-unit input is normalised, not rejected).
-    ``unit`` tells whether the distances are those of unit vectors (d in [0, 2]), which the
-    similarity conversion :meth:`cosine_block` relies on.
+    Built from descriptors (``q`` [nq, D], ``r`` [nr, D]; each block is one matrix product, or one
+    SAD kernel call with ``metric="sad"``) or from a precomputed ``matrix`` [nq, nr] whose meaning
+    is ``kind`` (see the module docstring; default "distance"). With ``normalise=True`` Euclidean
+    descriptors are L2-normalised first (the methods assume unit vectors; non-unit input is
+    normalised, not rejected); SAD uses the descriptors as given (for SeqSLAM's front end they are
+    the patch-normalised pixels).
+
+    Attributes:
+        kind: what :attr:`matrix` holds (``kind`` argument, default "distance"), or for descriptors
+            "unit-euclidean" (normalised Euclidean) or "distance" (SAD, or Euclidean of
+            non-normalised descriptors).
+        metric: "euclidean" or "sad" for descriptor sources, None for an imported matrix.
     """
 
     def __init__(
@@ -71,22 +132,40 @@ class DistanceSource:
         matrix: np.ndarray | None = None,
         normalise: bool = True,
         what: str = "distances",
+        kind: str | None = None,
+        metric: str = "euclidean",
+        memory_mb: float = 512.0,
     ) -> None:
         self.what = what
+        self._max: float | None = None
+        self._warned: set[str] = set()
+        if metric not in DISTANCE_METRICS:
+            raise ConfigError(f"{what}: distance metric must be one of {list(DISTANCE_METRICS)}, got {metric!r}")
         if matrix is not None:
+            kind = "distance" if kind is None else kind
+            if kind not in DISTANCE_KINDS:
+                raise ConfigError(f"{what}: matrix kind must be one of {list(DISTANCE_KINDS)}, got {kind!r}")
             m = np.asarray(matrix)
             if m.ndim != 2 or 0 in m.shape:
                 raise DataError(f"{what}: distance matrix must be a non-empty [n_query, n_ref] array, got shape {m.shape}")
             if np.isnan(m).any():
                 raise DataError(f"{what}: distance matrix holds NaN values; expected finite distances (lower = more similar)")
+            if kind in ("cosine-similarity", "similarity") and not np.isfinite(m).all():
+                raise DataError(f"{what}: {kind} matrix holds infinite values; expected finite similarities")
+            if kind == "cosine-similarity" and (m.min() < -1 - 1e-3 or m.max() > 1 + 1e-3):
+                raise DataError(
+                    f"{what}: a cosine similarity of unit vectors lies in [-1, 1], this matrix spans "
+                    f"[{float(m.min()):.4g}, {float(m.max()):.4g}]; declare it a generic similarity instead"
+                )
             self.matrix: np.ndarray | None = m
             self.q = self.r = None
             self.n_query, self.n_ref = m.shape
-            self.unit = False
-            self._max: float | None = None
+            self.kind, self.metric = kind, None
             return
         if q is None or r is None:
             raise DataError(f"{what}: needs query and reference descriptors or a distance matrix")
+        if kind is not None:
+            raise ConfigError(f"{what}: kind describes an imported matrix; a descriptor source's kind follows from metric and normalise")
         q = np.asarray(q, dtype=np.float32)
         r = np.asarray(r, dtype=np.float32)
         if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or 0 in q.shape or 0 in r.shape:
@@ -94,13 +173,62 @@ class DistanceSource:
         for side, x in (("query", q), ("reference", r)):
             if not np.isfinite(x).all():
                 raise DataError(f"{what}: {side} descriptors hold NaN or infinite values")
+        normalise = normalise and metric == "euclidean"
         if normalise:
             q, r = l2_normalise(q), l2_normalise(r)
         self.matrix = None
         self.q, self.r = np.ascontiguousarray(q), np.ascontiguousarray(r)
         self.r_sqnorm = np.einsum("ij,ij->i", self.r, self.r)
         self.n_query, self.n_ref = q.shape[0], r.shape[0]
-        self.unit = normalise
+        self.kind = "unit-euclidean" if normalise else "distance"
+        self.metric = metric
+        self.memory_mb = memory_mb
+
+    @property
+    def unit(self) -> bool:
+        """Whether :meth:`block` gives Euclidean distances of unit vectors (d in [0, 2])."""
+        return self.kind in ("unit-euclidean", "cosine-similarity")
+
+    @unit.setter
+    def unit(self, value: bool) -> None:
+        # kept for callers that mark an imported matrix as unit-vector distances; prefer kind="unit-euclidean"
+        if self.matrix is None or self.kind not in ("distance", "unit-euclidean"):
+            raise ConfigError(f"{self.what}: only an imported distance matrix can be marked as unit-vector distances")
+        self.kind = "unit-euclidean" if value else "distance"
+
+    def _warn_rule(self, quantity: str, note: str) -> None:
+        if quantity not in self._warned:
+            self._warned.add(quantity)
+            warnings.warn(
+                f"{self.what}: the imported matrix has no {quantity} of its own ({self.kind}); using a stand-in: {note}",
+                stacklevel=3,
+            )
+
+    @property
+    def distance_note(self) -> str:
+        """What :meth:`block` returns, in words (for run notes)."""
+        if self.matrix is None:
+            if self.metric == "sad":
+                return "sum of absolute differences (SAD) of the per-frame descriptors"
+            return "Euclidean distance of L2-normalised descriptors" if self.kind == "unit-euclidean" else "Euclidean distance of the descriptors (not normalised)"
+        return {
+            "unit-euclidean": "imported Euclidean distances of unit vectors, as is",
+            "cosine-similarity": "cosine similarity imported, d = sqrt(2 - 2 S)",
+            "similarity": "generic similarity imported, d = max(S) - S (a monotone rule, not a Euclidean distance)",
+            "distance": "generic distance matrix imported, as is",
+        }[self.kind]
+
+    @property
+    def similarity_note(self) -> str:
+        """What :meth:`similarity_block` returns, in words (for run notes)."""
+        if self.matrix is None and self.kind == "unit-euclidean":
+            return "cosine similarity of L2-normalised descriptors"
+        return {
+            "unit-euclidean": "imported Euclidean distances of unit vectors, s = 1 - d^2/2",
+            "cosine-similarity": "cosine similarity imported, s = S",
+            "similarity": "generic similarity imported, s = S",
+            "distance": "generic distance d converted by a rule, s = 1 - (c d)^2/2 with c = 2/max(d) if max(d) > 2 else 1",
+        }[self.kind]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,45 +237,71 @@ class DistanceSource:
     def block(self, lo: int, hi: int) -> np.ndarray:
         """Distances of query rows ``lo:hi`` to every reference, float32 [hi - lo, n_ref] (a copy)."""
         if self.matrix is not None:
-            return np.array(self.matrix[lo:hi], dtype=np.float32)
+            return self._as_distance(self.matrix[lo:hi])
+        if self.metric == "sad":
+            return sad_distances(self.q[lo:hi], self.r, self.memory_mb)
         return pairwise_distances(self.q[lo:hi], self.r, self.r_sqnorm)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Distances of the query rows ``idx`` [m] to every reference, float32 [m, n_ref]."""
         idx = np.asarray(idx, dtype=np.int64)
         if self.matrix is not None:
-            return np.asarray(self.matrix[idx], dtype=np.float32)
+            return self._as_distance(self.matrix[idx])
+        if self.metric == "sad":
+            return sad_distances(self.q[idx], self.r, self.memory_mb)
         return pairwise_distances(self.q[idx], self.r, self.r_sqnorm)
 
     def full(self) -> np.ndarray:
         """The whole matrix [n_query, n_ref] float32 (small problems only)."""
         return self.block(0, self.n_query)
 
-    def cosine_block(self, lo: int, hi: int) -> np.ndarray:
-        """Cosine similarity 1 - d^2/2 of rows ``lo:hi`` [hi - lo, n_ref], float64.
+    def similarity_block(self, lo: int, hi: int) -> np.ndarray:
+        """Similarities (higher = more similar) of rows ``lo:hi`` [hi - lo, n_ref], float64.
 
-        Exact for unit descriptors. For an imported matrix the distances are assumed to be those of
-        unit vectors if they all lie in [0, 2]; otherwise they are first scaled by 2 / max.
+        The cosine for unit vectors (descriptors: q.r; a unit-distance matrix: 1 - d^2/2), the
+        imported S for similarity kinds; a generic distance is converted by the rule in the module
+        docstring (scaled into [0, 2] if it exceeds it, then 1 - d^2/2).
         """
+        if self.matrix is None and self.kind == "unit-euclidean":
+            return (self.q[lo:hi] @ self.r.T).astype(np.float64)
+        if self.matrix is None:
+            raise ConfigError(f"{self.what}: similarities need L2-normalised Euclidean descriptors (normalise=True, metric='euclidean')")
+        if self.kind in ("cosine-similarity", "similarity"):
+            return np.asarray(self.matrix[lo:hi], dtype=np.float64)
         d = self.block(lo, hi).astype(np.float64)
-        if not self.unit and self.matrix is not None:
-            if self._max is None:
-                self._max = float(np.max(self.matrix))
-            if self._max > 2.0:
-                d *= 2.0 / self._max
+        if self.kind == "distance":
+            self._warn_rule("similarity", self.similarity_note)
+            if self._matrix_max() > 2.0:
+                d *= 2.0 / self._matrix_max()
         return 1.0 - 0.5 * d * d
 
+    def _matrix_max(self) -> float:
+        if self._max is None:
+            self._max = float(np.max(self.matrix))
+        return self._max
 
-def split_distance_source(split: SplitData, normalise: bool = True) -> DistanceSource:
+    def _as_distance(self, m: np.ndarray) -> np.ndarray:
+        """Rows of the imported matrix as distances float32 (see the module docstring)."""
+        if self.kind == "cosine-similarity":
+            return np.sqrt(np.maximum(2.0 - 2.0 * np.asarray(m, dtype=np.float64), 0.0)).astype(np.float32)
+        if self.kind == "similarity":
+            self._warn_rule("distance", self.distance_note)
+            return (self._matrix_max() - np.asarray(m, dtype=np.float64)).astype(np.float32)
+        return np.array(m, dtype=np.float32)
+
+
+def split_distance_source(split: SplitData, normalise: bool = True, metric: str = "euclidean", memory_mb: float = 512.0) -> DistanceSource:
     """The single-image distances of a split: its imported matrix if it has one, else from descriptors.
 
-    An imported ``SplitData.distances`` [nq, nr] takes precedence (it is what the dataset gives);
-    otherwise both traverses need per-frame descriptors, L2-normalised when ``normalise``.
-    Raises :class:`DataError` naming the split if neither is available.
+    An imported ``SplitData.distances`` [nq, nr] takes precedence (it is what the dataset gives; its
+    meaning is ``SplitData.distance_kind``, and ``metric`` does not apply to it: the source's
+    ``metric`` is then None); otherwise both traverses need per-frame descriptors, compared by
+    ``metric`` ("euclidean": L2-normalised when ``normalise``; "sad": as given, blocks within
+    ``memory_mb``). Raises :class:`DataError` naming the split if neither is available.
     """
     what = f"dataset {split.dataset!r} split {split.split!r}"
     if split.distances is not None:
-        src = DistanceSource(matrix=split.distances, what=what)
+        src = DistanceSource(matrix=split.distances, what=what, kind=split.distance_kind)
         if src.shape != (len(split.query), len(split.reference)):
             raise DataError(
                 f"{what}: imported distance matrix has shape {src.shape}, expected "
@@ -160,7 +314,9 @@ def split_distance_source(split: SplitData, normalise: bool = True) -> DistanceS
             f"{what}: traverse {missing!r} has no per-frame descriptors and the dataset carries no imported "
             "distance matrix; extract descriptors first"
         )
-    return DistanceSource(split.query.descriptors, split.reference.descriptors, normalise=normalise, what=what)
+    return DistanceSource(
+        split.query.descriptors, split.reference.descriptors, normalise=normalise, what=what, metric=metric, memory_mb=memory_mb
+    )
 
 
 def split_distances(split: SplitData, normalise: bool = True) -> np.ndarray:

@@ -1,8 +1,11 @@
 """Graph-based online sequence matching (Vysotska & Stachniss): lazy best-first search, GRH, exact DP.
 
 The data association graph has a node (q, r) per query frame q and reference frame r, with node
-cost c(q, r) = 1 / similarity (:class:`CostRows`). Node (q, r) links to (q+1, r') for
-|r' - r| <= fanOut, clipped to the reference range; a source links to every (0, r).
+cost c(q, r) = 1 / similarity (:class:`CostRows`). The similarity is what the released code uses:
+the cosine of the descriptors, or an imported similarity matrix as is (its cost-matrix mode reads
+similarities and inverts them); see :meth:`vprbench.matching.distances.DistanceSource.similarity_block`.
+Node (q, r) links to (q+1, r') for |r' - r| <= fanOut, clipped to the reference range; a source
+links to every (0, r).
 
 :func:`lazy_search` reproduces the released online matcher (online_place_recognition, RA-L 2016)
 and, with ``relocalise=True``, its relocalisation variant (vpr_relocalization, 2017): the search
@@ -30,10 +33,11 @@ MAX_COST = 1e12
 
 
 def similarity_to_cost(cos: np.ndarray, similarity: str = "cosine") -> np.ndarray:
-    """Node costs 1 / similarity from cosine similarities (float64, same shape).
+    """Node costs 1 / similarity from similarities (float64, same shape).
 
-    ``"cosine"``: similarity = cos (as the released code; negative values give :data:`MAX_COST`);
-    ``"shifted"``: similarity = (1 + cos) / 2 in [0, 1], so every node has a finite cost >= 1.
+    ``"cosine"``: similarity as given (the released code; values below 1e-9 give :data:`MAX_COST`);
+    ``"shifted"``: similarity = (1 + s) / 2, for a cosine s in [-1, 1] a value in [0, 1], so every
+    node has a finite cost >= 1.
     """
     if similarity not in SIMILARITIES:
         raise ConfigError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
@@ -45,7 +49,10 @@ def similarity_to_cost(cos: np.ndarray, similarity: str = "cosine") -> np.ndarra
 
 
 class CostRows:
-    """Node-cost rows c(q, :) [n_ref] float64, computed in blocks of queries on demand (LRU cache)."""
+    """Node-cost rows c(q, :) [n_ref] float64, computed in blocks of queries on demand (LRU cache).
+
+    The similarity behind each cost is ``source.similarity_block`` (see its kinds).
+    """
 
     def __init__(self, source: DistanceSource, similarity: str = "cosine", memory_mb: float = 512.0, max_blocks: int = 3) -> None:
         if similarity not in SIMILARITIES:
@@ -61,7 +68,7 @@ class CostRows:
         blk = self._cache.get(b)
         if blk is None:
             lo = b * self.rows_per_block
-            blk = similarity_to_cost(self.source.cosine_block(lo, min(self.n_query, lo + self.rows_per_block)), self.similarity)
+            blk = similarity_to_cost(self.source.similarity_block(lo, min(self.n_query, lo + self.rows_per_block)), self.similarity)
             self._cache[b] = blk
             if len(self._cache) > self.max_blocks:
                 self._cache.popitem(last=False)

@@ -26,18 +26,123 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
 
 
-def velocity_range(vmin: float, vmax: float, vstep: float) -> np.ndarray:
-    """Velocities vmin, vmin + vstep, ..., vmax (inclusive, to 1e-9), float64; ConfigError if empty or non-positive."""
-    if not (np.isfinite(vmin) and np.isfinite(vmax) and np.isfinite(vstep)):
-        raise ConfigError(f"seqslam: velocities must be finite, got vmin={vmin}, vmax={vmax}, vstep={vstep}")
+def matlab_colon(a: float, d: float, b: float) -> np.ndarray:
+    """MATLAB's ``a:d:b`` for scalars, float64 [n] (empty when d = 0 or the range is empty).
+
+    The algorithm MathWorks documents for the colon operator (its ``colonop``): the number of
+    intervals n is ``floor(b) - a`` for integer a and d = 1, ``floor((b - r)/d) - floor(a/d)``
+    (r = a - floor(a/d) d) for integer a and d, else ``round((b - a)/d)`` less one if
+    a + n d overshoots b by more than tol = 2 eps max(|a|, |b|); the right end c = a + n d is
+    snapped to b when within tol; the first half is a + k d, the second half c - k d, and for even
+    n the middle element is (a + c)/2. The programs' velocity sets depend on these exact values.
+
+    >>> matlab_colon(0.8, 0.1, 1.2).tolist()
+    [0.8, 0.9, 1.0, 1.0999999999999999, 1.2]
+    """
+    a, d, b = float(a), float(d), float(b)
+    if d == 0 or (d > 0 and a > b) or (d < 0 and a < b):
+        return np.zeros(0)
+    tol = 2.0 * np.finfo(np.float64).eps * max(abs(a), abs(b))
+    sig = 1.0 if d > 0 else -1.0
+    if a == np.floor(a) and d == 1:
+        n = int(np.floor(b) - a)
+    elif a == np.floor(a) and d == np.floor(d):
+        q = np.floor(a / d)
+        n = int(np.floor((b - (a - q * d)) / d) - q)
+    else:
+        n = int(round_half_away((b - a) / d))
+        if sig * (a + n * d - b) > tol:
+            n -= 1
+    c = a + n * d
+    if sig * (c - b) > -tol:
+        c = b
+    v = np.zeros(n + 1)
+    k = np.arange(n // 2 + 1, dtype=np.float64)
+    v[k.astype(np.int64)] = a + k * d
+    v[n - k.astype(np.int64)] = c - k * d
+    if n % 2 == 0:
+        v[n // 2] = (a + c) / 2
+    return v
+
+
+def _check_velocity_bounds(vmin: float, vmax: float) -> None:
+    if not (np.isfinite(vmin) and np.isfinite(vmax)):
+        raise ConfigError(f"seqslam: velocities must be finite, got vmin={vmin}, vmax={vmax}")
     if vmin <= 0:
         raise ConfigError(f"seqslam: vmin must be > 0 (frames of reference per query frame), got {vmin}")
     if vmax < vmin:
         raise ConfigError(f"seqslam: empty velocity range, vmax ({vmax}) < vmin ({vmin})")
-    if vstep <= 0:
+
+
+def velocity_range(vmin: float, vmax: float, vstep: float) -> np.ndarray:
+    """Velocities vmin, vmin + vstep, ..., vmax (MATLAB's colon, rounded to 12 decimals), float64.
+
+    The rounding gives the intended decimal values (0.7 + 3 x 0.1 = 1.0 exactly), so that the
+    trajectory offsets floor(j v) of a decimal grid are the mathematical ones. ConfigError if
+    empty or non-positive.
+    """
+    _check_velocity_bounds(vmin, vmax)
+    if not (np.isfinite(vstep) and vstep > 0):
         raise ConfigError(f"seqslam: vstep must be > 0, got {vstep}")
-    n = int(np.floor((vmax - vmin) / vstep + 1e-9)) + 1
-    return vmin + vstep * np.arange(n, dtype=np.float64)
+    return np.round(matlab_colon(vmin, vstep, vmax), 12)
+
+
+def openseqslam_ds(ds: int) -> int:
+    """OpenSeqSLAM's d_s after its rounding of an odd value up to even (``ds + mod(ds, 2)``)."""
+    return int(ds) + int(ds) % 2
+
+
+def openseqslam_velocities(vmin: float, vmax: float, ds: int) -> np.ndarray:
+    """OpenSeqSLAM's velocities for trajectory length ``ds`` (frames, as the program uses it), float64.
+
+    The program steps the end offset by one frame: ``move = vmin*ds : vmax*ds`` (MATLAB colon,
+    possibly from a fractional start), ``v = move / ds``; its ``vskip`` setting is never read.
+    For ds = 10 (0.8..1.2) that is 0.8, 0.9, 1.0, 1.1, 1.2. ds = 0 (a one-frame window) gives [vmin].
+    """
+    _check_velocity_bounds(vmin, vmax)
+    if ds < 0:
+        raise ConfigError(f"seqslam: d_s must be >= 0, got {ds}")
+    if ds == 0:
+        return np.array([float(vmin)])
+    return matlab_colon(vmin * ds, 1.0, vmax * ds) / ds
+
+
+def openseqslam2_velocities(vmin: float, vmax: float, vstep: float, ds: int) -> np.ndarray:
+    """OpenSeqSLAM 2.0's velocities for trajectory length ``ds`` (SeqSLAMInstance.trajectoryOffsets), float64.
+
+    With offsets qs = (0..ds-1) - floor(ds/2) and qs_0 = -floor(ds/2), the candidates are the
+    distinct rounded start offsets round(qs_0 vmin) down to round(qs_0 vmax), each divided by
+    -floor(ds/2); every velocity of vmin:vstep:vmax (MATLAB colon) is mapped to the closest
+    candidate (ties to the first, the smaller) and the result is the sorted distinct set.
+    For ds = 15: {6/7, 1, 8/7}. ConfigError for ds < 2 (the program divides by floor(ds/2) = 0).
+    """
+    _check_velocity_bounds(vmin, vmax)
+    if not (np.isfinite(vstep) and vstep > 0):
+        raise ConfigError(f"seqslam: openseqslam2 velocities need vstep > 0, got {vstep}")
+    h = int(ds) // 2
+    if h < 1:
+        raise ConfigError(f"seqslam: openseqslam2 needs d_s >= 2 (it divides by floor(d_s/2)), got d_s = {ds}")
+    t_min, t_max = int(round_half_away(-h * vmin)), int(round_half_away(-h * vmax))
+    candidates = (np.arange(t_min, t_max - 1, -1) / h) * -1.0
+    grid = matlab_colon(vmin, vstep, vmax)
+    chosen = candidates[np.argmin(np.abs(candidates[None, :] - grid[:, None]), axis=1)]
+    return np.unique(chosen)
+
+
+def trajectory_offsets(mode: str, window: int, velocities: np.ndarray, anchor: int = 0) -> np.ndarray:
+    """Reference-row offsets [V', window] int64 of the trajectories, distinct rows (sorted).
+
+    ``"openseqslam"``: floor(j v) for window column j = 0..window-1, relative to the start row
+    (computed in float64 exactly as the program does, no tolerance). ``"openseqslam2"``:
+    round_half_away((j - anchor) v), relative to the row of the query's own column ``anchor``.
+    """
+    v = np.asarray(velocities, dtype=np.float64).reshape(-1, 1)
+    j = np.arange(int(window), dtype=np.float64)[None, :]
+    if mode == "openseqslam":
+        off = np.floor(j * v).astype(np.int64)
+    else:
+        off = round_half_away((j - anchor) * v)
+    return np.unique(off, axis=0)
 
 
 def contrast_enhance(d: np.ndarray, ref_segments: np.ndarray, half_window: int = 5) -> np.ndarray:
@@ -74,8 +179,10 @@ def contrast_enhance(d: np.ndarray, ref_segments: np.ndarray, half_window: int =
 class SeqSLAMResult:
     """Per query: top-k references [nq, k] (-1: none), scores [nq, k] ascending, uniqueness ratio [nq].
 
-    ``ratio`` = best score / lowest score outside the uniqueness window (smaller = more distinctive;
-    NaN where the query gets no match).
+    ``ratio`` = best score / lowest score outside the uniqueness window (smaller = more
+    distinctive; NaN where the query gets no match). OpenSeqSLAM's measure; OpenSeqSLAM 2.0's u is
+    its inverse, and where u is undefined there (no score outside the window, or 0 / 0) the
+    ratio is +inf, so that no uniqueness threshold keeps the match, as in that program.
     """
 
     indices: np.ndarray
@@ -99,16 +206,18 @@ def seqslam_match(
     """SeqSLAM matching of every query frame (see :class:`methods.seqslam.SeqSLAM` for the rules).
 
     Args:
-        source: single-image distances [nq, nr].
+        source: single-image differences [nq, nr] (its ``block``: lower = more similar).
         q_segments, r_segments: [nq, 2], [nr, 2] per-frame [start, end) segment bounds.
         window: query frames per trajectory (d_s + 1 for "openseqslam", d_s for "openseqslam2").
-        velocities: [V] reference frames per query frame, > 0.
+        velocities: [V] reference frames per query frame, > 0, used as given (see
+            :func:`openseqslam_velocities`, :func:`openseqslam2_velocities`, :func:`velocity_range`);
+            trajectories are :func:`trajectory_offsets`.
         k: references returned per query.
         mode: "openseqslam" or "openseqslam2".
         enhance_half_window: h of the contrast-enhancement window i-h..i+h.
         uniq_half_window: starts within +-this of the best are excluded from the second best.
         boundary: query window policy ("drop": queries whose centred window leaves their segment
-            get no match, as OpenSeqSLAM; "shift": such windows are shifted inward).
+            get no match, as both programs; "shift": such windows are shifted inward).
         memory_mb: budget for one block of query frames.
     """
     if mode not in SEQSLAM_MODES:
@@ -124,17 +233,15 @@ def seqslam_match(
     r_seg = np.asarray(r_segments, dtype=np.int64)
     starts, q_valid = window_starts(q_seg, W, boundary)
     anchor = np.arange(nq) - starts  # offset of the query frame inside its window
-    j = np.arange(W)
 
-    # trajectory offsets [V, W] relative to the candidate row, and the candidate -> reported shift
+    # trajectory offsets [V', W] relative to the candidate row, one table per anchor in openseqslam2
     if mode == "openseqslam":
-        offsets_by_anchor = {None: np.floor(v[:, None] * j[None, :] + 1e-9).astype(np.int64)}
+        offsets_by_anchor = {None: trajectory_offsets(mode, W, v)}
     else:
-        end = np.unique(round_half_away(v * max(W - 1, 1)))
-        vs = end / max(W - 1, 1)  # velocities snapped to distinct end offsets
-        offsets_by_anchor = {int(c): round_half_away(vs[:, None] * (j[None, :] - c)) for c in np.unique(anchor[q_valid])}
+        offsets_by_anchor = {int(c): trajectory_offsets(mode, W, v, int(c)) for c in np.unique(anchor[q_valid])}
     all_off = np.concatenate([o.ravel() for o in offsets_by_anchor.values()]) if offsets_by_anchor else np.zeros(1, np.int64)
     pad_lo, pad_hi = max(0, -int(all_off.min())), max(0, int(all_off.max()))
+    n_traj = max(o.shape[0] for o in offsets_by_anchor.values()) if offsets_by_anchor else 1
 
     kk = min(int(k), nr)
     out_idx = np.full((nq, kk), -1, dtype=np.int64)
@@ -143,7 +250,7 @@ def seqslam_match(
     second = np.full(nq, np.inf)
     gmin = np.inf
     # per query row: ~10 float64 temporaries of the enhancement (= 20 float32), padded copies, V scores
-    rows = max(block_rows(nr + pad_lo + pad_hi, memory_mb, copies=28 + 2 * v.size), 1)
+    rows = max(block_rows(nr + pad_lo + pad_hi, memory_mb, copies=28 + 2 * n_traj), 1)
     s_idx = np.arange(nr)
     for a in range(0, nq, rows):
         b = min(nq, a + rows)
@@ -167,12 +274,9 @@ def seqslam_match(
                     o = pad_lo + off[vi, jj]
                     sv[vi] += rows_j[:, o : o + nr]
             # trajectories must stay in the candidate's reference segment
-            if mode == "openseqslam":
-                ok = s_idx[None, :] + off[:, -1:] < r_seg[:, 1][None, :]
-            else:
-                ok = (s_idx[None, :] + off.min(axis=1, keepdims=True) >= r_seg[:, 0][None, :]) & (
-                    s_idx[None, :] + off.max(axis=1, keepdims=True) < r_seg[:, 1][None, :]
-                )
+            ok = (s_idx[None, :] + off.min(axis=1, keepdims=True) >= r_seg[:, 0][None, :]) & (
+                s_idx[None, :] + off.max(axis=1, keepdims=True) < r_seg[:, 1][None, :]
+            )
             sv[~np.broadcast_to(ok[:, None, :], sv.shape)] = np.inf
             score = sv.min(axis=0)
             del sv
@@ -185,11 +289,24 @@ def seqslam_match(
         out_idx = np.where(out_idx >= 0, out_idx + anchor[:, None], -1)
     shift = -W * gmin  # the whole enhanced matrix is shifted so its minimum is 0
     scores = np.where(out_idx >= 0, raw + shift, np.inf).astype(np.float32)
-    b_s, s_s = best + shift, second + shift
+    return SeqSLAMResult(out_idx, scores, uniqueness_ratio(best + shift, second + shift, mode))
+
+
+def uniqueness_ratio(best: np.ndarray, second: np.ndarray, mode: str) -> np.ndarray:
+    """best / second per query [nq] float64 (scores already shifted >= 0; best = inf: no match -> NaN).
+
+    ``"openseqslam"``: 0 when there is no second score (the program divides by its +inf sentinel
+    row), 1 for 0 / 0. ``"openseqslam2"``: the inverse of its u = second / best, +inf where u is
+    NaN there (no second score: min over NaNs; 0 / 0), 0 where u = +inf (best 0, second > 0).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(s_s > 0, b_s / s_s, np.where(b_s > 0, np.inf, 1.0))
-    ratio = np.where(np.isfinite(best), np.where(np.isinf(second), 0.0, ratio), np.nan)
-    return SeqSLAMResult(out_idx, scores, ratio)
+        r = np.where(second > 0, best / second, np.where(best > 0, np.inf, 1.0))
+    none = np.isinf(second)
+    if mode == "openseqslam":
+        r = np.where(none, 0.0, r)
+    else:
+        r = np.where(none | ((best == 0) & (second == 0)), np.inf, r)
+    return np.where(np.isfinite(best), r, np.nan)
 
 
 def _finish(score, g, kk, out_idx, raw, best, second, uh) -> None:
@@ -216,7 +333,8 @@ def seqslam_reference(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Naive per-query loops of SeqSLAM on one segment (tests): (match [nq], best score [nq], ratio [nq]).
 
-    Written in the reference code's layout (rows references, columns queries) and loop order.
+    Written in the reference code's layout (rows references, columns queries) and loop order;
+    ``velocities`` are used as given, one trajectory per velocity.
     """
     D = np.asarray(dist, dtype=np.float64).T  # [nr, nq]
     nr, nq = D.shape
@@ -240,13 +358,13 @@ def seqslam_reference(
         c = N - st
         score = np.full(nr, np.inf)
         for s in range(nr):
-            for vel in (velocities if mode == "openseqslam" else np.unique(round_half_away(np.asarray(velocities) * max(W - 1, 1))) / max(W - 1, 1)):
+            for vel in velocities:
                 tot = 0.0
                 for jj in range(W):
                     if mode == "openseqslam":
-                        row = s + int(np.floor(jj * vel + 1e-9))
+                        row = s + int(np.floor(jj * float(vel)))
                     else:
-                        row = s + int(round_half_away(np.array((jj - c) * vel)))
+                        row = s + int(round_half_away(np.array((jj - c) * float(vel))))
                     if row < 0 or row >= nr:
                         tot = np.inf
                         break
@@ -262,5 +380,9 @@ def seqslam_reference(
         sec = score[out].min() if out.any() else np.inf
         match[N] = m + c if mode == "openseqslam" else m
         best[N] = score[m]
-        ratio[N] = 0.0 if np.isinf(sec) else (score[m] / sec if sec > 0 else (np.inf if score[m] > 0 else 1.0))
+        if mode == "openseqslam":
+            ratio[N] = 0.0 if np.isinf(sec) else (score[m] / sec if sec > 0 else (np.inf if score[m] > 0 else 1.0))
+        else:
+            u = np.nan if (np.isinf(sec) or sec == score[m] == 0) else (np.inf if score[m] == 0 else sec / score[m])
+            ratio[N] = np.inf if np.isnan(u) else 1.0 / u
     return match, best, ratio

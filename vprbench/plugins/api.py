@@ -159,6 +159,9 @@ class RunContext:
         memory_mb: budget for one distance-matrix block, MiB.
         timings: stage timers; methods time ``"encode"`` and ``"match"`` with ``ctx.timings(...)``.
         dataset_fingerprint: content hash of the dataset (part of cache keys).
+        notes: facts about how the methods ran, written by the methods (e.g. ``notes["distance"]``:
+            which definition of distance or similarity was used); stored with each result.
+            Shared by contexts derived with ``dataclasses.replace`` (a composed method's stages).
     """
 
     seed: int = 0
@@ -171,6 +174,7 @@ class RunContext:
     memory_mb: float = 512.0
     timings: Timings = field(default_factory=Timings)
     dataset_fingerprint: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def rng(self, salt: int = 0) -> np.random.Generator:
         """A numpy generator seeded by (seed, salt)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 from vprbench.core.params import Param
 from vprbench.data.dataset import SplitData
-from vprbench.matching.distances import split_distance_source
+from vprbench.matching.distances import DistanceSource, split_distance_source
 from vprbench.matching.graph import SIMILARITIES, CostRows, GraphResult, graph_ranking_arrays
 from vprbench.plugins.api import Method, Ranking, RunContext
 
@@ -20,12 +21,22 @@ GRAPH_PARAMS: dict[str, Param] = {
 
 
 class GraphMatcher(Method):
-    """A graph search over node costs 1 / similarity of the split's single-image distances.
+    """A graph search over node costs 1 / similarity of the split's single-image similarities.
 
     Subclasses implement :meth:`search`; :meth:`rank` builds the cost rows (in blocks within
     ``ctx.memory_mb``), runs it and returns one match per query (K = 1; -1 where hidden;
-    distance = the matched node's cost, confidence = minus that cost).
+    distance = the matched node's cost, confidence = minus that cost). The similarity is the one
+    the released code uses: the cosine of the L2-normalised descriptors, or an imported
+    similarity matrix as is (cosine or generic); an imported generic *distance* matrix has no
+    such similarity and is converted by a rule (the distance source warns). ``ctx.notes["distance"]``
+    records which definition was used. Parameters are read from ``self.resolved_params`` when a
+    subclass resolves presets, else from ``self.params``.
     """
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The parameter values the search uses (presets resolved)."""
+        return getattr(self, "resolved_params", self.params)
 
     @abstractmethod
     def search(self, costs: CostRows, split: SplitData, ctx: RunContext) -> GraphResult:
@@ -33,6 +44,13 @@ class GraphMatcher(Method):
 
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
         with ctx.timings("match"):
-            costs = CostRows(split_distance_source(split), self.params["similarity"], ctx.memory_mb)
+            src = split_distance_source(split)
+            self.note_similarity(src, ctx)
+            costs = CostRows(src, self.settings["similarity"], ctx.memory_mb)
             result = self.search(costs, split, ctx)
         return Ranking(*graph_ranking_arrays(result))
+
+    def note_similarity(self, src: DistanceSource, ctx: RunContext) -> None:
+        """Record the similarity definition in ``ctx.notes`` (the source warns where it is a stand-in)."""
+        shifted = " mapped to (1 + s)/2" if self.settings["similarity"] == "shifted" else ""
+        ctx.notes["distance"] = f"similarity s: {src.similarity_note}{shifted}; node cost 1/s"

@@ -1,10 +1,13 @@
 """Import single-image results of other VPR tools, so every sequence method can run on top of them.
 
 The imported result becomes a :class:`~vprbench.data.dataset.BenchmarkDataset` whose traverses carry
-no descriptors (positions = frame index, unit "frame") but which holds ``distances`` [n_query,
-n_ref] (lower = more similar) and an explicit ``ground_truth``. Similarities S are turned into
-distances as ``S.max() - S`` (monotone, non-negative), or ``-S`` with ``similarity_to_distance =
-"negate"``.
+no descriptors (positions = frame index, unit "frame") but which holds the tool's similarity
+matrix S [n_query, n_ref] (higher = more similar) as ``distances`` with its ``distance_kind``, and
+an explicit ``ground_truth``. ``similarity_kind`` in [params] says what S is: ``"generic"`` (the
+default, safe for any score: kind "similarity") or ``"cosine"`` (the cosine similarity of unit
+vectors, S in [-1, 1]: kind "cosine-similarity", so that distance-based methods get the exact
+Euclidean distance sqrt(2 - 2 S) and graph matchers S itself). Each method converts S to what it
+needs (:mod:`vprbench.matching.distances`).
 
 * VPR_Tutorial (Schubert et al.): ``S``, ``GThard`` and ``GTsoft``, each [n_ref, n_query] (rows are
   references), in ``.npy`` files or one ``.npz``. Loader ``vpr-tutorial``.
@@ -17,6 +20,7 @@ distances as ``S.max() - S`` (monotone, non-negative), or ``-S`` with ``similari
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +101,35 @@ def read_vpr_tutorial(
     return s, hard.astype(bool), None if soft is None else soft.astype(bool)
 
 
+SIMILARITY_KINDS: dict[str, str] = {"generic": "similarity", "cosine": "cosine-similarity"}
+
+
+def _similarity_kind(definition: DatasetDefinition, s: np.ndarray) -> str:
+    """The ``distance_kind`` of an imported similarity matrix from ``similarity_kind`` in [params]."""
+    p = definition.params
+    if "similarity_to_distance" in p:
+        raise ConfigError(
+            f"dataset definition {definition.source}: similarity_to_distance is no longer used (the similarity is kept "
+            "and each method converts it); set similarity_kind = \"generic\" or \"cosine\" instead"
+        )
+    name = p.get("similarity_kind", "generic")
+    if name not in SIMILARITY_KINDS:
+        raise ConfigError(f"dataset definition {definition.source}: similarity_kind must be one of {list(SIMILARITY_KINDS)}, got {name!r}")
+    lo, hi = float(s.min()), float(s.max())
+    if name == "cosine" and (lo < -1 - 1e-3 or hi > 1 + 1e-3):
+        raise DataError(
+            f"dataset definition {definition.source}: similarity_kind = \"cosine\" but S spans [{lo:.4g}, {hi:.4g}]; "
+            "a cosine similarity of unit vectors lies in [-1, 1] (use \"generic\")"
+        )
+    if name == "generic" and "similarity_kind" not in p and -1 - 1e-3 <= lo and hi <= 1 + 1e-3:
+        warnings.warn(
+            f"dataset {definition.name!r}: S lies in [-1, 1]; if it is the cosine similarity of unit vectors set "
+            "similarity_kind = \"cosine\" in [params] (exact distances for seqmatch / seqslam); treated as a generic similarity",
+            stacklevel=3,
+        )
+    return SIMILARITY_KINDS[name]
+
+
 def _index_traverse(name: str, n: int, images: list[Path] | None = None) -> Traverse:
     return Traverse(name, np.arange(n, dtype=np.float64), "frame", image_paths=None if images is None else tuple(images))
 
@@ -108,6 +141,7 @@ def _result_dataset(
     ref_images: list[Path] | None = None,
     q_images: list[Path] | None = None,
     meta: dict[str, Any] | None = None,
+    kind: str = "distance",
 ) -> BenchmarkDataset:
     p = definition.params
     n_q, n_r = distances.shape
@@ -120,13 +154,14 @@ def _result_dataset(
         description=definition.summary,
         distances=np.ascontiguousarray(distances, dtype=np.float32),
         ground_truth=gt,
-        meta={"loader": definition.loader, **(meta or {})},
+        meta={"loader": definition.loader, "distance_kind": kind, **(meta or {})},
+        distance_kind=kind,
     )
 
 
 def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``vpr-tutorial``: params ``similarity`` (file), ``ground_truth`` (file), optional keys
-    ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_to_distance``, ``splits``."""
+    ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_kind`` ("generic" | "cosine"), ``splits``."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
     for k in ("similarity", "ground_truth"):
@@ -137,8 +172,8 @@ def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> B
         raise missing_files_error(definition, data_dir, missing)
     s, hard, soft = read_vpr_tutorial(data_dir / p["similarity"], data_dir / p["ground_truth"], p.get("similarity_key", "S"), p.get("hard_key", "GThard"), p.get("soft_key", "GTsoft"))
     gt = GroundTruth.from_dense(hard.T, None if soft is None else soft.T)
-    dist = similarity_to_distance(s.T, p.get("similarity_to_distance", "max-minus"))
-    return _result_dataset(definition, dist, gt, meta={"source": "VPR_Tutorial", "has_soft": soft is not None})
+    kind = _similarity_kind(definition, s)
+    return _result_dataset(definition, s.T, gt, meta={"source": "VPR_Tutorial", "has_soft": soft is not None}, kind=kind)
 
 
 # VPR-Bench ------------------------------------------------------------------------------------
@@ -213,7 +248,8 @@ def _images(folder: Path) -> list[Path] | None:
 
 def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``vpr-bench``: params ``dataset_dir`` (folder with ref/, query/, ground_truth_new.npy),
-    ``matches`` (a technique's precomputed_data_corrected.npy), ``trust`` (bool, default false)."""
+    ``matches`` (a technique's precomputed_data_corrected.npy), ``trust`` (bool, default false),
+    ``similarity_kind`` ("generic" | "cosine") of its score matrix."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
     for k in ("dataset_dir", "matches"):
@@ -242,6 +278,6 @@ def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> Benc
         raise DataError(f"{ddir / 'ref'}: {len(ref_images)} images but the score matrix has {n_r} references")
     if q_images is not None and len(q_images) != n_q:
         raise DataError(f"{ddir / 'query'}: {len(q_images)} images but the score matrix has {n_q} queries")
-    dist = similarity_to_distance(scores, p.get("similarity_to_distance", "max-minus"))
+    kind = _similarity_kind(definition, scores)
     meta = {"source": "VPR-Bench", "encoding_time_s": m["encoding_time_s"], "matching_time_s": m["matching_time_s"]}
-    return _result_dataset(definition, dist, gt, ref_images, q_images, meta)
+    return _result_dataset(definition, scores, gt, ref_images, q_images, meta, kind=kind)
