@@ -43,7 +43,8 @@ class HVPR(Method):
     )
 
     def configure_stage(self, key: str, spec: MethodSpec, registry: Registry) -> MethodSpec:
-        if "preset" in registry.get(spec.name).info.params and "preset" not in spec.params:
+        preset = registry.get(spec.name).info.params.get("preset")
+        if preset is not None and "preset" not in spec.params and self.params["preset"] in (preset.choices or ()):
             return MethodSpec(spec.name, {**spec.params, "preset": self.params["preset"]})
         return spec
 

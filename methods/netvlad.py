@@ -36,5 +36,7 @@ class NetVLAD(Method):
             if split.distances is None and split.query.descriptors is not None and split.reference.descriptors is not None:
                 idx, dist = nearest_neighbours(split.query.descriptors, split.reference.descriptors, ctx.top_k)
             else:
-                idx, dist = topk_from(split_distance_source(split), ctx.top_k, memory_mb=ctx.memory_mb)
+                source = split_distance_source(split)
+                ctx.notes["distance"] = source.distance_note
+                idx, dist = topk_from(source, ctx.top_k, memory_mb=ctx.memory_mb)
         return Ranking(idx, dist)

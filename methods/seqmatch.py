@@ -35,9 +35,11 @@ class SeqMatch(Method):
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
         q_starts, q_valid = traverse_windows(split.query, ctx.seq_len, ctx.boundary)
         r_starts, r_valid = traverse_windows(split.reference, ctx.seq_len, ctx.boundary)
+        source = split_distance_source(split)
+        ctx.notes["distance"] = source.distance_note
         with ctx.timings("match"):
             idx, dist = sequence_topk_from(
-                split_distance_source(split),
+                source,
                 q_starts,
                 r_starts,
                 ctx.seq_len,

@@ -38,7 +38,7 @@ from vprbench.data.dataset import BenchmarkDataset, SplitData
 from vprbench.data.protocol import Protocol, get_protocol
 from vprbench.data.views import ranking_view
 from vprbench.data.windows import BOUNDARY_POLICIES, check_seq_len, traverse_windows
-from vprbench.matching.distances import pairwise_distances
+from vprbench.matching.distances import split_distance_source
 from vprbench.metrics.evaluator import Evaluation, EvaluationData, RecallEvaluator, evaluate_protocol
 from vprbench.metrics.recall import DEFAULT_NS
 from vprbench.plugins.api import Method, Ranking, RunContext
@@ -591,12 +591,9 @@ class Runner:
         middle = split.query.positions[nq // 2]
         centre = int(np.argmin(np.linalg.norm(split.reference.positions - middle, axis=1)))
         r0 = int(np.clip(centre - nr // 2, 0, len(split.reference) - nr))
-        if split.distances is not None:
-            d = split.distances[:nq, r0 : r0 + nr]
-        elif split.query.descriptors is not None and split.reference.descriptors is not None:
-            d = pairwise_distances(split.query.descriptors[:nq], split.reference.descriptors[r0 : r0 + nr])
-        else:
+        if split.distances is None and (split.query.descriptors is None or split.reference.descriptors is None):
             return
+        d = split_distance_source(split).block(0, nq)[:, r0 : r0 + nr]  # distances, whatever kind of matrix was imported
         gt = split.ground_truth.subset(np.arange(nq), np.arange(r0, r0 + nr)).to_dense()
         save_npz_atomic(path, distances=d, gt=gt, query_start=0, ref_start=r0)
 
