@@ -147,6 +147,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print()
         rows = [[d.name, d.loader, d.summary] for d in definitions().values()]
         print(tabulate(rows, headers=["dataset", "loader", "description"], tablefmt="simple"))
+        from vprbench.cli.datasets import print_definition_failures
+
+        print_definition_failures()
     return 0
 
 

@@ -93,7 +93,11 @@ class BenchmarkDataset:
         distances: optional imported single-image distance matrix [n_query, n_ref] of the default
             query traverse against the reference (lower = more similar).
         ground_truth: optional explicit ground truth of the default query traverse (full traverses).
-        meta: provenance (generator parameters, source files), recorded with results.
+        meta: provenance (generator parameters, source files), recorded with results. Two lists
+            of strings the runner records and prints: ``meta["warnings"]`` (suspicious data: frame
+            order, degrees as metres, ...; filled at construction by
+            :func:`vprbench.data.order.dataset_warnings` and by loaders) and ``meta["notes"]``
+            (decisions taken for the user, e.g. derived training radii).
     """
 
     name: str
@@ -161,6 +165,16 @@ class BenchmarkDataset:
                             f"{what}: splits {a!r} and {b!r} overlap in {common.size} {side} frame(s) "
                             f"(first: {common[:5].tolist()}); expected disjoint splits"
                         )
+        self._collect_warnings()
+
+    def _collect_warnings(self) -> None:
+        """Add suspicious-data warnings (frame order, degrees as metres) to ``meta["warnings"]`` (a list of strings)."""
+        from vprbench.data.order import dataset_warnings
+
+        found = dataset_warnings(self.reference, self.queries.values())
+        if found:
+            known = list(self.meta.get("warnings", []))
+            self.meta["warnings"] = known + [w for w in found if w not in known]
 
     @property
     def position_unit(self) -> str:
