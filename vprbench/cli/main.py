@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_datasets_parser(sub)
+    from vprbench.cli.export import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 

@@ -6,9 +6,12 @@ export) makes every sequence result meaningless without any error. The rule used
 
 * the *step* of a frame is the Euclidean distance of its position to the previous frame's
   (metres or frames, whatever the traverse's unit), within a segment;
-* the *median step* is the median of the non-zero steps (standing still is not a step);
-* a step larger than ``factor`` x the median step (default :data:`JUMP_FACTOR` = 10) is a
-  *jump*: consecutive frames there are not neighbours.
+* the *median step* is the median of the non-zero steps (standing still is not a step); the
+  *spacing* is the smaller of the median step and the median distance of a frame to its nearest
+  other place (:func:`spacing`), because in shuffled data the steps themselves are long and
+  their median says nothing;
+* a step larger than ``factor`` x the spacing (default :data:`JUMP_FACTOR` = 10) is a *jump*:
+  consecutive frames there are not neighbours.
 
 :func:`segments_from_steps` breaks segments at jumps (and at time gaps), for data whose drive
 segments are not recorded; :func:`order_warning` reports jumps inside recorded segments, and
@@ -39,6 +42,24 @@ def median_step(step: np.ndarray) -> float:
     return float(np.median(moving)) if moving.size else 0.0
 
 
+def spacing(positions: np.ndarray, step: np.ndarray | None = None) -> float:
+    """The typical distance between neighbouring places of a traverse (module docstring); 0.0 if all coincide.
+
+    min(median non-zero step, median distance of each distinct position to its nearest other one).
+    """
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64).reshape(len(positions), -1)
+    st = steps(pos) if step is None else step
+    med = median_step(st)
+    uniq = np.unique(pos, axis=0)
+    if uniq.shape[0] < 2:
+        return med
+    nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
+    near = float(np.median(nn))
+    return min(med, near) if med > 0 else near
+
+
 def segments_from_steps(
     positions: np.ndarray,
     timestamps: np.ndarray | None = None,
@@ -47,8 +68,8 @@ def segments_from_steps(
 ) -> np.ndarray:
     """Per-frame [start, end) segment bounds [n, 2], broken where consecutive frames are not neighbours.
 
-    A new segment starts at frame i when the step from frame i-1 exceeds ``factor`` x the median
-    step, or, with ``timestamps`` [n] (seconds, in frame order), when the time gap exceeds
+    A new segment starts at frame i when the step from frame i-1 exceeds ``factor`` x the
+    :func:`spacing`, or, with ``timestamps`` [n] (seconds, in frame order), when the time gap exceeds
     ``max_time_gap`` seconds (default: ``factor`` x the median non-zero time step). ``factor``
     <= 0 disables the position rule.
     """
@@ -56,9 +77,9 @@ def segments_from_steps(
     brk = np.zeros(max(n - 1, 0), dtype=bool)
     if n > 1 and factor > 0:
         st = steps(positions)
-        med = median_step(st)
-        if med > 0:
-            brk |= st > factor * med
+        scale = spacing(positions, st)
+        if scale > 0:
+            brk |= st > factor * scale
     if timestamps is not None and n > 1:
         dt = np.diff(np.asarray(timestamps, dtype=np.float64))
         gap = max_time_gap
@@ -73,16 +94,16 @@ def segments_from_steps(
 def order_warning(traverse: Traverse, factor: float = JUMP_FACTOR) -> str | None:
     """A warning text if consecutive frames of a segment of ``traverse`` are far apart, else None.
 
-    Far apart: a step larger than ``factor`` x the traverse's median step (module docstring).
+    Far apart: a step larger than ``factor`` x the traverse's :func:`spacing` (module docstring).
     """
     n = len(traverse)
     if n < 3:
         return None
     st = steps(traverse.positions)
     same = traverse.segment_bounds[1:, 0] == traverse.segment_bounds[:-1, 0]
+    med = spacing(traverse.positions, st[same])
     st = st[same]
-    med = median_step(st)
-    if med == 0:
+    if med == 0 or st.size == 0:
         return None
     jump = st > factor * med
     if not jump.any():
@@ -94,7 +115,7 @@ def order_warning(traverse: Traverse, factor: float = JUMP_FACTOR) -> str | None
     verdict = "the frames look shuffled or sorted by something other than drive order" if share > 0.05 else "segments may need breaking there"
     return (
         f"traverse {traverse.name!r}: {int(jump.sum())} of {st.size} consecutive frame pairs within a segment are more than "
-        f"{factor:g}x the median step ({med:.3g} {unit}) apart (largest: {float(np.max(st[jump])):.3g} {unit}, frames "
+        f"{factor:g}x the spacing of neighbouring places ({med:.3g} {unit}) apart (largest: {float(np.max(st[jump])):.3g} {unit}, frames "
         f"{int(worst)}->{int(worst) + 1}); {verdict}. Sequence methods assume consecutive frames are neighbours: check the "
         "frame order and the segment bounds"
     )
@@ -122,3 +143,21 @@ def dataset_warnings(reference: Traverse, queries: Iterable[Traverse], factor: f
             if w:
                 out.append(w)
     return out
+
+
+def fragmented_warning(traverse: Traverse, min_frames: int = 3, share: float = 0.2) -> str | None:
+    """A warning text if more than ``share`` of the frames lie in segments shorter than ``min_frames``.
+
+    For segments derived from the frame order (:func:`segments_from_steps`): many tiny segments
+    mean consecutive frames are rarely neighbours, i.e. the order is not the drive's.
+    """
+    b = traverse.segment_bounds
+    short = (b[:, 1] - b[:, 0]) < min_frames
+    if short.mean() <= share:
+        return None
+    n_seg = np.unique(b[:, 0]).size
+    return (
+        f"traverse {traverse.name!r}: breaking segments where consecutive frames are not neighbours left {n_seg} segments, "
+        f"{short.mean():.0%} of the frames in segments shorter than {min_frames}: the frame order does not follow the "
+        "drive (names sorted by coordinates without timestamps? a shuffled export?); sequence methods get few windows"
+    )

@@ -41,7 +41,7 @@ from vprbench.data.dataset import BenchmarkDataset
 from vprbench.data.download import allows_outside_paths, data_path, leaves_data_dir, missing_files_error, require_data_dir
 from vprbench.data.loaders.common import evaluation_radius, parse_splits, training_radii
 from vprbench.data.loaders.seqnet_files import load_descriptors
-from vprbench.data.order import JUMP_FACTOR
+from vprbench.data.order import JUMP_FACTOR, fragmented_warning
 from vprbench.data.positions import Positions, check_unit, read_positions, to_metres
 from vprbench.data.traverse import Traverse
 from vprbench.features.cache import cached_descriptors
@@ -190,6 +190,7 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
                 t, info["positions"], unit, desc, tuple(paths), info["timestamps"], info["segments"],
                 meta={"image_names": info["names"], "source_rows": info["rows"]},
             )
+    warnings = [w for t in traverses.values() for w in [fragmented_warning(t)] if w] if alignment == "names" else []
     ref = traverses[ref_name]
     n_q = min(len(traverses[q]) for q in q_names)
     splits = parse_splits(p.get("splits"), len(ref), n_q, f"dataset {definition.name!r}")
@@ -204,5 +205,5 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
         nontrivial_radius=nontrivial,
         negative_radius=negative,
         description=definition.summary,
-        meta={"loader": "image-folders", "extractor": p.get("extractor", "patchnorm"), "extractor_params": dict(p.get("extractor_params", {})), "notes": more + notes},
+        meta={"loader": "image-folders", "extractor": p.get("extractor", "patchnorm"), "extractor_params": dict(p.get("extractor_params", {})), "notes": more + notes, "warnings": warnings},
     )

@@ -61,7 +61,7 @@ from vprbench.data.dataset import BenchmarkDataset
 from vprbench.data.download import data_path, missing_files_error, require_data_dir
 from vprbench.data.loaders.common import evaluation_radius, parse_splits, training_radii
 from vprbench.data.loaders.seqnet_files import load_descriptors
-from vprbench.data.order import JUMP_FACTOR, segments_from_steps
+from vprbench.data.order import JUMP_FACTOR, fragmented_warning, segments_from_steps
 from vprbench.data.traverse import Traverse
 
 if TYPE_CHECKING:
@@ -245,6 +245,10 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
             f"image names carry {len(zones)} UTM zones {sorted(zones)}: easting/northing of different zones are not comparable, "
             "so positives across a zone boundary are missed"
         )
+    for t in (ref, qry):
+        w = fragmented_warning(t)
+        if w:
+            warnings.append(w)
     for name, rule in orders.items():
         if rule == "name":
             notes.append(f"traverse {name!r}: no timestamps in the image names, frames kept in name order (sorted by easting)")
