@@ -54,7 +54,7 @@ def test_shuffled_frames_are_detected_in_metres_and_frames():
     w = order_warning(shuffled)
     assert w is not None and "shuffled" in w and "'t'" in w
     frames = Traverse("f", np.arange(n, dtype=float)[rng.permutation(n)], "frame")
-    assert "frames" in order_warning(frames)
+    assert "shuffled" in order_warning(frames)
     # a dataset collects it, so the runner can print and record it
     ds = BenchmarkDataset("d", ordered, {"q": shuffled}, {"test": SplitIndices.from_ranges((0, n), (0, n))}, radius=3.0)
     assert len(ds.meta["warnings"]) == 1 and "'t'" in ds.meta["warnings"][0]
@@ -62,6 +62,7 @@ def test_shuffled_frames_are_detected_in_metres_and_frames():
     jumpy = pos.copy()
     jumpy[100:, 0] += 500.0
     assert "segments may need breaking" in order_warning(Traverse("j", jumpy))
+    assert order_warning(Traverse("f", np.concatenate([np.arange(100), np.arange(165, 265)]).astype(float), "frame")) is None  # filtered frames
     seg = segments_from_steps(jumpy)
     assert seg[99].tolist() == [0, 100] and seg[100].tolist() == [100, 200]
     assert order_warning(Traverse("j", jumpy, segments=seg)) is None

@@ -10,8 +10,11 @@ export) makes every sequence result meaningless without any error. The rule used
   *spacing* is the smaller of the median step and the median distance of a frame to its nearest
   other place (:func:`spacing`), because in shuffled data the steps themselves are long and
   their median says nothing;
-* a step larger than ``factor`` x the spacing (default :data:`JUMP_FACTOR` = 10) is a *jump*:
-  consecutive frames there are not neighbours.
+* for breaking segments (:func:`segments_from_steps`) a step larger than ``factor`` x the
+  spacing (default :data:`JUMP_FACTOR` = 10) is a *jump*: consecutive frames there are not
+  neighbours. :func:`order_warning` checks recorded segments: a median step above ``factor`` x
+  the nearest-place distance means a shuffled order, single steps above ``factor`` x the median
+  step are gaps (metres only).
 
 :func:`segments_from_steps` breaks segments at jumps (and at time gaps), for data whose drive
 segments are not recorded; :func:`order_warning` reports jumps inside recorded segments, and
@@ -47,16 +50,11 @@ def spacing(positions: np.ndarray, step: np.ndarray | None = None) -> float:
 
     min(median non-zero step, median distance of each distinct position to its nearest other one).
     """
-    from scipy.spatial import cKDTree
-
-    pos = np.asarray(positions, dtype=np.float64).reshape(len(positions), -1)
-    st = steps(pos) if step is None else step
+    st = steps(positions) if step is None else step
     med = median_step(st)
-    uniq = np.unique(pos, axis=0)
-    if uniq.shape[0] < 2:
+    near = nearest_spacing(positions)
+    if near == 0:
         return med
-    nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
-    near = float(np.median(nn))
     return min(med, near) if med > 0 else near
 
 
@@ -91,33 +89,55 @@ def segments_from_steps(
     return segment_bounds_from_ids(np.cumsum(np.concatenate([[True], brk])))
 
 
-def order_warning(traverse: Traverse, factor: float = JUMP_FACTOR) -> str | None:
-    """A warning text if consecutive frames of a segment of ``traverse`` are far apart, else None.
+def nearest_spacing(positions: np.ndarray) -> float:
+    """Median distance of each distinct position to its nearest other one (0.0 for fewer than two)."""
+    from scipy.spatial import cKDTree
 
-    Far apart: a step larger than ``factor`` x the traverse's :func:`spacing` (module docstring).
+    pos = np.asarray(positions, dtype=np.float64).reshape(len(positions), -1)
+    uniq = np.unique(pos, axis=0)
+    if uniq.shape[0] < 2:
+        return 0.0
+    return float(np.median(cKDTree(uniq).query(uniq, k=2)[0][:, 1]))
+
+
+def order_warning(traverse: Traverse, factor: float = JUMP_FACTOR) -> str | None:
+    """A warning text if consecutive frames of ``traverse`` are not neighbours, else None.
+
+    Two checks, within segments: *shuffled* — the median step exceeds ``factor`` x the median
+    distance to the nearest other place (consecutive frames are typically not neighbours: a
+    shuffled or coordinate-sorted order); *jumps* (positions in metres) — steps longer than
+    ``factor`` x the median step (a gap the segments do not record). Jumps in frame indices are
+    not reported: there a gap in the index usually means filtered frames (e.g. Nordland's
+    stationary runs), not distance.
     """
     n = len(traverse)
     if n < 3:
         return None
     st = steps(traverse.positions)
     same = traverse.segment_bounds[1:, 0] == traverse.segment_bounds[:-1, 0]
-    med = spacing(traverse.positions, st[same])
     st = st[same]
-    if med == 0 or st.size == 0:
+    med = median_step(st)
+    if med == 0:
+        return None
+    unit = "m" if traverse.position_unit == "m" else "frames"
+    near = nearest_spacing(traverse.positions)
+    if near > 0 and med > factor * near:
+        return (
+            f"traverse {traverse.name!r}: consecutive frames are typically {med:.3g} {unit} apart (median step within segments) "
+            f"while the nearest other place is typically {near:.3g} {unit} away: the frames look shuffled or sorted by something "
+            "other than drive order. Sequence methods assume consecutive frames are neighbours: check the frame order"
+        )
+    if traverse.position_unit != "m":
         return None
     jump = st > factor * med
     if not jump.any():
         return None
     pairs = np.flatnonzero(same)[jump]
     worst = pairs[np.argmax(st[jump])]
-    unit = "m" if traverse.position_unit == "m" else "frames"
-    share = jump.sum() / st.size
-    verdict = "the frames look shuffled or sorted by something other than drive order" if share > 0.05 else "segments may need breaking there"
     return (
         f"traverse {traverse.name!r}: {int(jump.sum())} of {st.size} consecutive frame pairs within a segment are more than "
-        f"{factor:g}x the spacing of neighbouring places ({med:.3g} {unit}) apart (largest: {float(np.max(st[jump])):.3g} {unit}, frames "
-        f"{int(worst)}->{int(worst) + 1}); {verdict}. Sequence methods assume consecutive frames are neighbours: check the "
-        "frame order and the segment bounds"
+        f"{factor:g}x the median step ({med:.3g} {unit}) apart (largest: {float(np.max(st[jump])):.3g} {unit}, frames "
+        f"{int(worst)}->{int(worst) + 1}); the segments may need breaking there (sequence windows bridge those gaps)"
     )
 
 
