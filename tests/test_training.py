@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import make_toy_dataset
 
-from vprbench.core.errors import ConfigError, DataError, UnknownNameError
 from vprbench.learning import checkpoints, presets
+from vprbench.core.errors import ConfigError, DataError, UnknownNameError
 from vprbench.learning.mining import TripletData, mine, window_frame_distances
 from vprbench.learning.models import SeqNetModel, encode_frames
 from vprbench.learning.trainer import output_distance, triplet_loss
