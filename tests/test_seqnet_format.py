@@ -186,7 +186,7 @@ def test_descriptor_pair(tmp_path):
         load_dataset(_pair_def(tmp_path), tmp_path)
     # wrong count
     np.save(tmp_path / "qry_pos.npy", np.zeros((14, 2)))
-    with pytest.raises(DataError, match="14 position rows, expected 15"):
+    with pytest.raises(DataError, match="15 descriptor rows .* but 14 positions"):
         load_dataset(_pair_def(tmp_path), tmp_path)
     # missing file: message lists it
     (tmp_path / "ref.npy").unlink()

@@ -15,8 +15,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from vprbench.core.errors import DataError
-from vprbench.data.catalog import definitions, get_definition, load_dataset, resolve_data_dir
-from vprbench.data.download import download_dataset, file_specs, verify_files
+from vprbench.data.arrays import describe
+from vprbench.data.catalog import definition_failures, definitions, get_definition, load_dataset, loader_files, resolve_data_dir
+from vprbench.data.download import data_path, download_dataset, file_specs, verify_files
 
 
 def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -63,11 +64,21 @@ def _list(data_dir: Path | None) -> int:
         elif data_dir is None:
             status = f"{len(specs)} files (no --data-dir)"
         else:
-            missing = [s for s in specs if not s.optional and not (data_dir / s.path).exists()]
+            missing = [s for s in specs if not s.optional and not data_path(d, data_dir, s.path, "files.path").exists()]
             status = "present" if not missing else f"{len(missing)} of {len(specs)} missing"
         rows.append([name, d.loader, status, d.summary])
     print(tabulate(rows, headers=["dataset", "loader", "files", "summary"], tablefmt="simple", maxcolwidths=[None, None, None, 70]))
+    print_definition_failures()
     return 0
+
+
+def print_definition_failures() -> None:
+    """Print the dataset definition files that failed to load (nothing if none)."""
+    failures = definition_failures()
+    if failures:
+        print("\ndataset definitions that failed to load:")
+        for source, err in sorted(failures.items()):
+            print(f"  {source}: {err}")
 
 
 def _info(name: str, data_dir: Path | None) -> int:
@@ -102,12 +113,47 @@ def _info(name: str, data_dir: Path | None) -> int:
     return 0
 
 
+def _verify_loader_files(d, data_dir: Path | None, load: bool) -> int | None:
+    """Verify a definition without ``[[files]]`` by the files its loader reads; None to go on loading."""
+    files = loader_files(d)
+    if files is None:
+        if not load:
+            print(f"{d.name}: loader {d.loader} does not list the files it reads and the definition has no [[files]]; "
+                  "use --load to check it by loading")
+            return 0
+        return None
+    if not files:
+        if not load:
+            print(f"{d.name}: no data files needed (loader {d.loader} generates its data)")
+            return 0
+        return None
+    if data_dir is None:
+        raise DataError(f"dataset {d.name!r}: pass --data-dir DIR or set VPRBENCH_DATA_DIR to verify its files")
+    rows, bad = [], []
+    for rel in files:
+        path = data_path(d, data_dir, rel, "path")
+        kind = describe(path)
+        rows.append([rel, "missing" if kind == "missing" else f"present ({kind})"])
+        if kind == "missing":
+            bad.append(rel)
+    print(tabulate(rows, headers=["file read by the loader", "status"], tablefmt="simple", maxcolwidths=[None, 90]))
+    if bad:
+        lines = [f"dataset {d.name!r}: {len(bad)} file(s) its loader reads are missing under {data_dir}:"]
+        lines += [f"  - {rel}" for rel in bad]
+        raise DataError("\n".join(lines))
+    if not load:
+        print(f"{d.name}: every file the loader reads is present (no [[files]] with sizes or checksums; --load also loads it)")
+        return 0
+    return None
+
+
 def _verify(name: str, data_dir: Path | None, checksums: bool, load: bool) -> int:
     d = get_definition(name)
     specs = file_specs(d)
-    if not specs and not load:
-        print(f"{d.name}: no data files needed (loader {d.loader})")
-        return 0
+    if not specs:
+        done = _verify_loader_files(d, data_dir, load)
+        if done is not None:
+            return done
     if specs and data_dir is None:
         raise DataError(f"dataset {d.name!r}: pass --data-dir DIR or set VPRBENCH_DATA_DIR to verify its files")
     status = verify_files(d, data_dir, checksums=checksums) if specs else []

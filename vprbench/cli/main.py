@@ -154,8 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "from the data, at least the sequence length)")
 
     from vprbench.cli.datasets import add_datasets_parser
+    from vprbench.cli.export import add_export_parser
 
     add_datasets_parser(sub)
+    add_export_parser(sub)
     for sub_parser in sub.choices.values():  # -q and --plugins work after the command too
         sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
         sub_parser.add_argument("--plugins", action="append", dest="plugins_after", default=[], metavar="DIR",
@@ -187,6 +189,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print()
         rows = [[d.name, d.loader, d.summary] for d in definitions().values()]
         print(tabulate(rows, headers=["dataset", "loader", "description"], tablefmt="simple"))
+        from vprbench.cli.datasets import print_definition_failures
+
+        print_definition_failures()
     return 0
 
 

@@ -6,12 +6,19 @@ table is passed to the loader; everything else (sources, file names, checksums) 
 functions ``load(definition, data_dir) -> BenchmarkDataset``: built-in ones are listed in
 :data:`BUILTIN_LOADERS`; third-party packages add more through the ``vprbench.loaders`` entry-point
 group. Extra definition folders come from ``$VPRBENCH_DATASET_PATH``.
+
+A broken definition file (invalid TOML, missing fields, a name defined twice) never blocks the
+others: :func:`definitions` skips it and :func:`definition_failures` reports it (``vprbench list``
+shows it, like a plugin that failed to load). Only the top-level ``*.toml`` files of the built-in
+folder are built-in datasets; ``datasets/examples/`` holds example user definitions, loaded only
+when named (``--dataset datasets/examples/x.toml``) or put on ``$VPRBENCH_DATASET_PATH``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.resources
+import logging
 import os
 import tomllib
 from collections.abc import Callable
@@ -38,9 +45,27 @@ BUILTIN_LOADERS: dict[str, str] = {
     "nordland-64x32": "vprbench.data.loaders.nordland:load_nordland_64x32",
     "vpr-tutorial": "vprbench.data.loaders.importers:load_vpr_tutorial",
     "vpr-bench": "vprbench.data.loaders.importers:load_vpr_bench",
+
+    "vpr-methods-evaluation": "vprbench.data.loaders.vpr_methods_evaluation:load",
 }
 
+#: Built-in loader name -> "module:function" listing the files it reads (relative to the data
+#: directory) for ``datasets verify`` of definitions without ``[[files]]``.
+BUILTIN_FILE_LISTS: dict[str, str] = {
+    "seqnet": "vprbench.data.loaders.seqnet:needed_files",
+    "descriptor-pair": "vprbench.data.loaders.descriptor_pair:needed_files",
+    "image-folders": "vprbench.data.loaders.image_folders:needed_files",
+    "nordland-64x32": "vprbench.data.loaders.image_folders:needed_files",
+    "vpr-tutorial": "vprbench.data.loaders.importers:vpr_tutorial_files",
+    "vpr-bench": "vprbench.data.loaders.importers:vpr_bench_files",
+    "vpr-methods-evaluation": "vprbench.data.loaders.vpr_methods_evaluation:needed_files",
+}
+
+#: Built-in loaders that read no files (they generate their data).
+GENERATED_LOADERS = frozenset({"synthetic"})
+
 Loader = Callable[["DatasetDefinition", "Path | None"], BenchmarkDataset]
+log = logging.getLogger("vprbench")
 
 
 @dataclass(frozen=True)
@@ -85,29 +110,47 @@ def builtin_datasets_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "datasets"
 
 
-def _builtin_definitions() -> list[DatasetDefinition]:
+def _read_definitions(paths: list[tuple[Path, str]], failures: dict[str, str]) -> list[DatasetDefinition]:
     out = []
-    for entry in sorted(builtin_datasets_dir().iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".toml"):
-            out.append(DatasetDefinition.from_toml(entry.read_text(encoding="utf-8"), f"datasets/{entry.name}"))
+    for path, source in paths:
+        try:
+            out.append(DatasetDefinition.from_toml(path.read_text(encoding="utf-8"), source))
+        except (ConfigError, OSError, UnicodeDecodeError) as e:
+            failures[source] = str(e) if isinstance(e, ConfigError) else f"cannot read the file ({type(e).__name__}: {e})"
     return out
 
 
-def definitions() -> dict[str, DatasetDefinition]:
-    """All dataset definitions by name: built-in, then $VPRBENCH_DATASET_PATH folders."""
-    defs: dict[str, DatasetDefinition] = {}
-    found = _builtin_definitions()
+def _scan() -> tuple[dict[str, DatasetDefinition], dict[str, str]]:
+    """(definitions by name, failures by source file): built-in, then $VPRBENCH_DATASET_PATH folders."""
+    failures: dict[str, str] = {}
+    paths = [(e, f"datasets/{e.name}") for e in sorted(builtin_datasets_dir().iterdir(), key=lambda p: p.name) if e.is_file() and e.name.endswith(".toml")]
     for d in os.environ.get(DATASET_PATH_ENV, "").split(os.pathsep):
         if d:
-            for p in sorted(Path(d).glob("*.toml")):
-                found.append(DatasetDefinition.from_toml(p.read_text(encoding="utf-8"), str(p)))
-    for definition in found:
+            paths += [(p, str(p)) for p in sorted(Path(d).glob("*.toml")) if p.is_file()]
+    defs: dict[str, DatasetDefinition] = {}
+    for definition in _read_definitions(paths, failures):
         if definition.name in defs:
-            raise ConfigError(
-                f"dataset name {definition.name!r} is defined twice: in {defs[definition.name].source} and in {definition.source}"
+            failures[definition.source] = (
+                f"dataset name {definition.name!r} is already defined in {defs[definition.name].source}; this definition is "
+                "ignored (rename it)"
             )
+            continue
         defs[definition.name] = definition
-    return defs
+    return defs, failures
+
+
+def definitions() -> dict[str, DatasetDefinition]:
+    """All readable dataset definitions by name: built-in, then $VPRBENCH_DATASET_PATH folders.
+
+    Broken files are left out (see :func:`definition_failures`); of two definitions with one
+    name the first (built-in before user folders) is kept.
+    """
+    return _scan()[0]
+
+
+def definition_failures() -> dict[str, str]:
+    """Definition files that could not be used, by file, with the reason (empty if none)."""
+    return _scan()[1]
 
 
 def get_definition(name: str) -> DatasetDefinition:
@@ -117,9 +160,13 @@ def get_definition(name: str) -> DatasetDefinition:
         if not path.is_file():
             raise ConfigError(f"dataset definition file {name!r} does not exist")
         return DatasetDefinition.from_toml(path.read_text(encoding="utf-8"), str(path))
-    defs = definitions()
+    defs, failures = _scan()
     if name not in defs:
-        raise unknown_name("dataset", name, defs)
+        err = unknown_name("dataset", name, defs)
+        if failures:
+            broken = "; ".join(f"{src}: {why}" for src, why in sorted(failures.items()))
+            raise type(err)(f"{err} Definition files that failed to load: {broken}")
+        raise err
     return defs[name]
 
 
@@ -148,4 +195,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, overrides
     if isinstance(definition.raw.get("descriptors"), str) and "descriptor_kind" not in dataset.meta:
         dataset.meta["descriptor_kind"] = definition.raw["descriptors"]
     object.__setattr__(dataset, "protocols", {**dataset.protocols, **protocols})  # frozen dataclass; nothing derived from it yet
+    for text in dataset.meta.get("warnings", []):
+        log.warning("dataset %s: %s", dataset.name, text)
     return dataset
+
+
+def loader_files(definition: DatasetDefinition) -> list[str] | None:
+    """The files the definition's loader will read (relative to the data directory), or None if unknown.
+
+    For built-in loaders; third-party loaders (entry points) are not asked.
+    """
+    if definition.loader in GENERATED_LOADERS:
+        return []
+    target = BUILTIN_FILE_LISTS.get(definition.loader)
+    if target is None:
+        return None
+    module, func = target.split(":")
+    return list(getattr(importlib.import_module(module), func)(definition))

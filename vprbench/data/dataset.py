@@ -108,8 +108,11 @@ class BenchmarkDataset:
         distance_kind: one of :data:`DISTANCE_KINDS` (default "distance": lower = more similar;
             "cosine-similarity" / "similarity": higher = more similar).
         ground_truth: optional explicit ground truth of the default query traverse (full traverses).
-        meta: provenance (generator parameters, source files), recorded with results; ``warnings``
-            (a list of texts) are printed by every run and stored in its records.
+        meta: provenance (generator parameters, source files), recorded with results. Two lists
+            of strings the runner records and prints: ``meta["warnings"]`` (suspicious data: frame
+            order, degrees as metres, ...; filled at construction by
+            :func:`vprbench.data.order.dataset_warnings` and by loaders) and ``meta["notes"]``
+            (decisions taken for the user, e.g. derived training radii).
         protocols: named evaluation protocols (see :mod:`vprbench.data.protocol`); ``default`` always.
     """
 
@@ -182,6 +185,16 @@ class BenchmarkDataset:
                             f"{what}: splits {a!r} and {b!r} overlap in {common.size} {side} frame(s) "
                             f"(first: {common[:5].tolist()}); expected disjoint splits"
                         )
+        self._collect_warnings()
+
+    def _collect_warnings(self) -> None:
+        """Add suspicious-data warnings (frame order, degrees as metres) to ``meta["warnings"]`` (a list of strings)."""
+        from vprbench.data.order import dataset_warnings
+
+        found = dataset_warnings(self.reference, self.queries.values())
+        if found:
+            known = list(self.meta.get("warnings", []))
+            self.meta["warnings"] = known + [w for w in found if w not in known]
 
     @property
     def position_unit(self) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import urllib.error
 import urllib.parse
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from vprbench.data.catalog import DatasetDefinition
 
 CHUNK = 1 << 20
+
+log = logging.getLogger("vprbench")
 
 
 @dataclass(frozen=True)
@@ -67,22 +70,88 @@ class FileSpec:
         return "; ".join(parts) or "no published location recorded"
 
 
+#: Top-level definition flag that lets paths point outside the data directory (for reading only).
+ALLOW_ABSOLUTE = "allow_absolute_paths"
+
+
+def allows_outside_paths(definition: DatasetDefinition) -> bool:
+    """The definition's ``allow_absolute_paths`` flag (a TOML boolean at the top level; default false)."""
+    flag = definition.raw.get(ALLOW_ABSOLUTE, False)
+    if not isinstance(flag, bool):
+        raise ConfigError(f"dataset definition {definition.source}: {ALLOW_ABSOLUTE} must be true or false (a TOML boolean), got {flag!r}")
+    return flag
+
+
+def leaves_data_dir(rel: str) -> bool:
+    """True if the path ``rel`` is absolute or climbs out of the folder it is relative to (``..``)."""
+    if Path(rel).is_absolute() or os.path.isabs(rel):
+        return True
+    norm = os.path.normpath(rel)
+    return norm == ".." or norm.startswith(".." + os.sep)
+
+
+def data_path(definition: DatasetDefinition, data_dir: Path, rel: object, key: str) -> Path:
+    """The file or folder ``rel`` (definition parameter ``key``) under ``data_dir``.
+
+    Paths in definitions are relative to the data directory and must stay inside it (no absolute
+    paths, no ``..`` climbing out) unless the definition sets ``allow_absolute_paths = true``;
+    ConfigError otherwise, naming the parameter.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise ConfigError(f"dataset definition {definition.source}: {key} must be a non-empty path string, got {rel!r}")
+    if leaves_data_dir(rel):
+        if not allows_outside_paths(definition):
+            raise ConfigError(
+                f"dataset definition {definition.source}: {key} = {rel!r} points outside the data directory; paths are "
+                f"relative to the data directory and stay inside it. Set {ALLOW_ABSOLUTE} = true at the top of the definition "
+                "to read files elsewhere"
+            )
+        return Path(rel)
+    return Path(data_dir) / rel
+
+
+def _check_type(definition: DatasetDefinition, i: int, key: str, value: Any, kind: type | tuple[type, ...], expected: str) -> None:
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise ConfigError(f"dataset definition {definition.source}: files[{i}].{key} must be {expected}, got {value!r}")
+
+
 def file_specs(definition: DatasetDefinition) -> list[FileSpec]:
-    """The ``[[files]]`` of a definition as :class:`FileSpec` (ConfigError on a malformed entry)."""
+    """The ``[[files]]`` of a definition as :class:`FileSpec` (ConfigError on a malformed entry).
+
+    Every field is type-checked (``shape`` a list of integers, -1 for "any"; ``size`` a
+    non-negative integer; ``optional`` a boolean; the rest strings), and ``path`` must stay inside
+    the data directory unless ``allow_absolute_paths = true``.
+    """
     raw = definition.raw.get("files", [])
     if not isinstance(raw, list):
         raise ConfigError(f"dataset definition {definition.source}: 'files' must be an array of tables ([[files]])")
     out = []
     known = set(FileSpec.__dataclass_fields__)
     for i, entry in enumerate(raw):
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
             raise ConfigError(f"dataset definition {definition.source}: files[{i}] needs a string 'path'")
         extra = set(entry) - known
         if extra:
             raise ConfigError(f"dataset definition {definition.source}: files[{i}] has unknown keys {sorted(extra)}; known: {sorted(known)}")
         values: dict[str, Any] = dict(entry)
+        for key in ("role", "url", "page", "sha256", "note"):
+            if key in values:
+                _check_type(definition, i, key, values[key], str, "a string")
+        if "size" in values:
+            _check_type(definition, i, "size", values["size"], int, "a whole number of bytes")
+            if values["size"] < 0:
+                raise ConfigError(f"dataset definition {definition.source}: files[{i}].size must be >= 0, got {values['size']}")
+        if "optional" in values:
+            _check_type(definition, i, "optional", values["optional"], bool, "true or false")
         if "shape" in values:
-            values["shape"] = tuple(int(v) for v in values["shape"])
+            shape = values["shape"]
+            if not isinstance(shape, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= -1 for v in shape):
+                raise ConfigError(
+                    f"dataset definition {definition.source}: files[{i}].shape must be a list of integers (-1 for any size), "
+                    f"e.g. [27592, 4096], got {shape!r}"
+                )
+            values["shape"] = tuple(shape)
+        data_path(definition, Path("."), values["path"], f"files[{i}].path")
         out.append(FileSpec(**values))
     return out
 
@@ -149,7 +218,7 @@ def verify_files(definition: DatasetDefinition, data_dir: Path | None, checksums
     base = Path(data_dir) if data_dir is not None else Path(".")
     out = []
     for spec in file_specs(definition):
-        path = base / spec.path
+        path = data_path(definition, base, spec.path, "files.path")
         problem = ""
         if not path.exists():
             problem = f"missing ({spec.where()})"
@@ -182,14 +251,28 @@ def _open(url: str, start: int, timeout: float):
     return urllib.request.urlopen(req, timeout=timeout)
 
 
-def _write_response(resp, url: str, part: Path, start: int, size: int | None, progress) -> None:
-    """Append (resumed, HTTP 206) or write the response body to ``part``; DataError if cut short."""
+def _content_total(resp, start: int) -> int | None:
+    """The size of the whole file according to the response (Content-Range total, else start + Content-Length)."""
+    rng = resp.headers.get("Content-Range") or ""
+    if "/" in rng and rng.rsplit("/", 1)[1].strip().isdigit():
+        return int(rng.rsplit("/", 1)[1])
+    length = resp.headers.get("Content-Length")
+    return start + int(length) if length is not None and length.strip().isdigit() else None
+
+
+def _write_response(resp, url: str, part: Path, start: int, size: int | None, progress) -> bool:
+    """Append (resumed, HTTP 206) or write the response body to ``part``.
+
+    Returns True when the server's whole file is now in ``part`` (the body ended where the server
+    said the file ends, or the server gave no length and the body ended normally); DataError if the
+    body was cut short.
+    """
     with resp:
         status = getattr(resp, "status", None)
         if start > 0 and status != 206:
             start = 0  # server ignored the Range request (or file://): start over
-        length = resp.headers.get("Content-Length")
-        total = (start + int(length)) if length is not None else size
+        server_total = _content_total(resp, start)
+        total = server_total if server_total is not None else size
         done = start
         try:
             with open(part, "ab" if start > 0 else "wb") as f:
@@ -200,8 +283,9 @@ def _write_response(resp, url: str, part: Path, start: int, size: int | None, pr
                         progress(done, total)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
             raise DataError(f"download: {url} interrupted after {done} bytes ({type(e).__name__}); run again to resume from {part}") from None
-    if total is not None and done < total:
-        raise DataError(f"download: {url} ended after {done} of {total} bytes; run again to resume from {part}")
+    if server_total is not None and done < server_total:
+        raise DataError(f"download: {url} ended after {done} of {server_total} bytes; run again to resume from {part}")
+    return True
 
 
 def download_file(
@@ -250,13 +334,20 @@ def download_file(
         resp = None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise DataError(f"download: cannot fetch {url}: {e}") from None
-    if resp is not None:
-        _write_response(resp, url, part, start, size, progress)
+    # 416 on a resume: the server says the .part already holds its whole file
+    complete = True if resp is None else _write_response(resp, url, part, start, size, progress)
     got_size = part.stat().st_size
     if size is not None and got_size != size:
-        if got_size > size:
-            part.unlink()
-        raise DataError(f"download: {url} gave {got_size} bytes, expected {size}" + ("; run again to resume" if got_size < size else ""))
+        if not complete:  # pragma: no cover - _write_response raises when cut short
+            raise DataError(f"download: {url} gave {got_size} of {size} bytes; run again to resume from {part}")
+        if sha256 is not None and sha256_of(part) == sha256.lower():
+            log.warning("download: %s is %d bytes, not the recorded size %d, but its SHA-256 matches: keeping it; fix `size` in the definition", url, got_size, size)
+        else:
+            raise DataError(
+                f"download: {url}: the server sent its complete file, {got_size} bytes, but the definition records size = {size}. "
+                "The recorded size is wrong or the file at the URL has changed; resuming cannot fix that. Correct `size` (and "
+                f"check `sha256`) in the definition; the downloaded bytes stay in {part} and are used once they match"
+            )
     if sha256 is not None:
         got = sha256_of(part)
         if got != sha256.lower():
@@ -279,11 +370,20 @@ def download_dataset(
 ) -> tuple[list[Path], list[FileSpec]]:
     """Fetch every listed file that has a direct ``url`` and is missing.
 
-    Returns (files fetched or already present, files that need a manual download).
+    Returns (files fetched or already present, files that need a manual download). Files are
+    written only inside ``data_dir`` (ConfigError for a path that leaves it, whatever the
+    definition allows for reading).
     """
     got: list[Path] = []
     manual: list[FileSpec] = []
-    for spec in file_specs(definition):
+    specs = file_specs(definition)
+    outside = [s.path for s in specs if s.url and leaves_data_dir(s.path)]
+    if outside:  # even with allow_absolute_paths: that flag is for reading files elsewhere, never writing there
+        raise ConfigError(
+            f"dataset definition {definition.source}: download writes only inside the data directory {data_dir}, "
+            f"but files {outside} point outside it; give paths relative to the data directory"
+        )
+    for spec in specs:
         dest = Path(data_dir) / spec.path
         if dest.exists() and _matches(dest, spec.sha256, spec.size):
             got.append(dest)

@@ -81,6 +81,26 @@ class GroundTruth:
             soft_gt = cls.from_dense(s | m)
         return cls(indptr=indptr, indices=r.astype(np.int64), n_ref=m.shape[1], soft=soft_gt)
 
+    @classmethod
+    def from_sparse(cls, matrix, soft=None) -> GroundTruth:
+        """From a scipy.sparse boolean matrix [n_query, n_ref] (True = positive), never densified.
+
+        ``soft`` (optional, sparse or dense, same shape): also-acceptable matches; as in
+        :meth:`from_dense`, the soft set includes the hard positives.
+        """
+        from scipy.sparse import csr_matrix
+
+        m = csr_matrix(matrix, dtype=bool)
+        m.eliminate_zeros()
+        m.sort_indices()
+        soft_gt = None
+        if soft is not None:
+            s = csr_matrix(soft, dtype=bool)
+            if s.shape != m.shape:
+                raise DataError(f"ground truth: soft matrix shape {s.shape} differs from hard {m.shape}")
+            soft_gt = cls.from_sparse(s + m)
+        return cls(indptr=m.indptr.astype(np.int64), indices=m.indices.astype(np.int64), n_ref=m.shape[1], soft=soft_gt)
+
     # queries ------------------------------------------------------------------------------
     @property
     def n_query(self) -> int:

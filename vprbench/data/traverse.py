@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from vprbench.core.errors import DataError
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.arrays import is_sparse
 
 PositionUnit = Literal["m", "frame"]
+
+#: Largest dense copy of sparse descriptors (MiB) that :func:`dense_descriptors` makes; override
+#: with $VPRBENCH_DENSE_LIMIT_MB.
+DENSE_LIMIT_MB = 2048.0
+DENSE_LIMIT_ENV = "VPRBENCH_DENSE_LIMIT_MB"
 
 
 def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
@@ -35,6 +42,60 @@ def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
     return x
 
 
+def check_sparse_descriptors(x: Any, what: str) -> Any:
+    """Validate sparse descriptors [n, D] and return them as canonical scipy CSR float32.
+
+    Duplicate entries are summed and column indices sorted; DataError for an empty matrix or
+    NaN/inf stored values (implicit zeros are zeros).
+    """
+    from scipy.sparse import csr_matrix
+
+    if x.ndim != 2 or 0 in x.shape:
+        raise DataError(f"{what}: sparse descriptors must be a non-empty [frames, dim] matrix, got shape {x.shape}")
+    x = csr_matrix(x, dtype=np.float32)
+    x.sum_duplicates()
+    x.sort_indices()
+    if not np.isfinite(x.data).all():
+        rows = np.unique(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[~np.isfinite(x.data)])
+        raise DataError(f"{what}: {rows.size} sparse descriptor row(s) hold NaN or infinite values (first rows: {rows[:5].tolist()})")
+    return x
+
+
+def dense_limit_mb() -> float:
+    """The dense-copy limit in MiB: $VPRBENCH_DENSE_LIMIT_MB or :data:`DENSE_LIMIT_MB`."""
+    value = os.environ.get(DENSE_LIMIT_ENV)
+    if not value:
+        return DENSE_LIMIT_MB
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = -1.0
+    if not limit > 0:
+        raise ConfigError(f"${DENSE_LIMIT_ENV} must be a positive number of MiB, got {value!r}")
+    return limit
+
+
+def dense_descriptors(x: Any, what: str = "descriptors", limit_mb: float | None = None) -> np.ndarray:
+    """Descriptors as a dense float32 array [n, D]: dense input as is, sparse input densified.
+
+    Densifying is refused with a DataError (before allocating) when the dense copy would exceed
+    ``limit_mb`` MiB (default :func:`dense_limit_mb`); methods that only need single-image
+    distances work on the sparse matrix itself (:class:`vprbench.matching.distances.DistanceSource`).
+    """
+    if not is_sparse(x):
+        return np.asarray(x, dtype=np.float32)
+    limit = dense_limit_mb() if limit_mb is None else limit_mb
+    need = x.shape[0] * x.shape[1] * 4 / 2**20
+    if need > limit:
+        raise DataError(
+            f"{what}: sparse descriptors [{x.shape[0]}, {x.shape[1]}] ({x.nnz} non-zeros) would take {need:.0f} MiB as a dense "
+            f"float32 array, more than the limit of {limit:.0f} MiB; this method needs dense descriptors. Raise the limit with "
+            f"${DENSE_LIMIT_ENV}, reduce the descriptors (e.g. PCA), or use a method that works on single-image distances "
+            "(seqmatch, seqslam, gism, grh, netvlad on imported distances)"
+        )
+    return np.ascontiguousarray(x.toarray(), dtype=np.float32)
+
+
 def segment_bounds_from_ids(segment_ids: np.ndarray) -> np.ndarray:
     """Per-frame [start, end) bounds [n, 2] from per-frame segment ids [n] (runs of equal ids)."""
     ids = np.asarray(segment_ids)
@@ -54,8 +115,10 @@ class Traverse:
         name: traverse name, e.g. ``"summer"``.
         positions: [n, P] float64 positions, metres (GPS/UTM) or frame index (frame-aligned data).
         position_unit: ``"m"`` or ``"frame"``.
-        descriptors: [n, D] float32 single-image descriptors, or None when the traverse is images
-            (or when the dataset carries an imported single-image distance matrix instead).
+        descriptors: [n, D] float32 single-image descriptors (a numpy array, or a scipy.sparse CSR
+            matrix for sparse codes: distance kernels use it as is, dense consumers call
+            :func:`dense_descriptors`), or None when the traverse is images (or when the dataset
+            carries an imported single-image distance matrix instead).
         image_paths: n image files, or None.
         timestamps: [n] seconds, optional.
         segments: [n, 2] int64 per-frame [start, end) bounds of the frame's drive segment; frames
@@ -86,7 +149,7 @@ class Traverse:
         n = pos.shape[0]
         object.__setattr__(self, "positions", pos)
         if self.descriptors is not None:
-            desc = check_descriptors(self.descriptors, what)
+            desc = check_sparse_descriptors(self.descriptors, what) if is_sparse(self.descriptors) else check_descriptors(self.descriptors, what)
             if desc.shape[0] != n:
                 raise DataError(f"{what}: {desc.shape[0]} descriptor rows but {n} positions; expected one row per frame")
             object.__setattr__(self, "descriptors", desc)
@@ -124,6 +187,11 @@ class Traverse:
         return int(self.descriptors.shape[1])
 
     @property
+    def sparse(self) -> bool:
+        """True when the descriptors are a scipy.sparse matrix."""
+        return is_sparse(self.descriptors)
+
+    @property
     def segment_bounds(self) -> np.ndarray:
         """[n, 2] per-frame [start, end) segment bounds (one segment if none were given)."""
         if self.segments is not None:
@@ -139,7 +207,10 @@ class Traverse:
         h.update(np.ascontiguousarray(self.segment_bounds).tobytes())
         if self.timestamps is not None:
             h.update(np.ascontiguousarray(self.timestamps).tobytes())
-        if self.descriptors is not None:
+        if is_sparse(self.descriptors):
+            x = self.descriptors
+            h.update(repr(("csr", x.shape)).encode() + x.indptr.tobytes() + x.indices.tobytes() + x.data.tobytes())
+        elif self.descriptors is not None:
             h.update(self.descriptors.tobytes())
         if self.image_paths is not None:
             h.update("\n".join(map(str, self.image_paths)).encode())

@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.arrays import is_sparse
 from vprbench.data.dataset import DISTANCE_KINDS
+from vprbench.data.traverse import dense_descriptors
 
 if TYPE_CHECKING:
     from vprbench.data.dataset import SplitData
@@ -50,10 +52,36 @@ DISTANCE_METRICS: tuple[str, ...] = ("euclidean", "sad")
 
 
 def l2_normalise(x: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32.
+
+    Sparse input (scipy.sparse) is densified first, within the dense-copy limit of
+    :func:`vprbench.data.traverse.dense_descriptors` (DataError beyond it): the callers (faiss
+    search, window sums, PCA) need dense rows. :func:`l2_normalise_sparse` keeps it sparse.
+    """
+    if is_sparse(x):
+        x = dense_descriptors(x, "L2 normalisation")
     x = np.asarray(x, dtype=np.float32)
     n = np.linalg.norm(x, axis=axis, keepdims=True)
     return x / np.maximum(n, eps)
+
+
+def l2_normalise_sparse(x, eps: float = 1e-12):
+    """Rows of a sparse matrix [n, D] scaled to unit L2 norm, as CSR float32 (stays sparse)."""
+    from scipy.sparse import csr_matrix, diags
+
+    x = csr_matrix(x, dtype=np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float64).ravel())
+    return csr_matrix(diags((1.0 / np.maximum(norms, eps)).astype(np.float32)) @ x, dtype=np.float32)
+
+
+def _sparse_distances(q, rt, q_sqnorm: np.ndarray, r_sqnorm: np.ndarray) -> np.ndarray:
+    """Euclidean distances [nq, nr] float32 from sparse ``q`` [nq, D] and ``rt`` = r^T [D, nr] (CSR)."""
+    d2 = np.asarray((q @ rt).toarray(), dtype=np.float32)
+    d2 *= -2.0
+    d2 += q_sqnorm[:, None]
+    d2 += r_sqnorm[None, :]
+    np.maximum(d2, 0.0, out=d2)
+    return np.sqrt(d2, out=d2)
 
 
 def pairwise_distances(q: np.ndarray, r: np.ndarray, r_sqnorm: np.ndarray | None = None) -> np.ndarray:
@@ -63,7 +91,19 @@ def pairwise_distances(q: np.ndarray, r: np.ndarray, r_sqnorm: np.ndarray | None
 
     >>> pairwise_distances(np.array([[0., 0.]]), np.array([[3., 4.], [0., 1.]])).tolist()
     [[5.0, 1.0]]
+
+    Sparse input (either side scipy.sparse) is multiplied sparse x sparse^T, never densified.
     """
+    if is_sparse(q) or is_sparse(r):
+        from scipy.sparse import csr_matrix
+
+        q, r = csr_matrix(q, dtype=np.float32), csr_matrix(r, dtype=np.float32)
+        if q.shape[1] != r.shape[1]:
+            raise DataError(f"pairwise distances: descriptor dimension mismatch, query {q.shape} vs reference {r.shape}")
+        q_sqnorm = np.asarray(q.multiply(q).sum(axis=1), dtype=np.float32).ravel()
+        if r_sqnorm is None:
+            r_sqnorm = np.asarray(r.multiply(r).sum(axis=1), dtype=np.float32).ravel()
+        return _sparse_distances(q, csr_matrix(r.T), q_sqnorm, r_sqnorm)
     q = np.asarray(q, dtype=np.float32)
     r = np.asarray(r, dtype=np.float32)
     if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
@@ -123,7 +163,12 @@ class DistanceSource:
             "unit-euclidean" (normalised Euclidean) or "distance" (SAD, or Euclidean of
             non-normalised descriptors).
         metric: "euclidean" or "sad" for descriptor sources, None for an imported matrix.
+
+    Sparse descriptors (scipy.sparse, e.g. 49k-D codes with 100 non-zeros per row) stay sparse:
+    normalised sparse-wise, each block one sparse x sparse^T product (``sparse`` is then True).
     """
+
+    sparse = False
 
     def __init__(
         self,
@@ -166,6 +211,13 @@ class DistanceSource:
             raise DataError(f"{what}: needs query and reference descriptors or a distance matrix")
         if kind is not None:
             raise ConfigError(f"{what}: kind describes an imported matrix; a descriptor source's kind follows from metric and normalise")
+        self.sparse = is_sparse(q) or is_sparse(r)
+        if self.sparse:  # sparse codes: blocks are sparse x sparse^T products, never a dense copy of the descriptors
+            if metric != "euclidean":
+                raise ConfigError(f"{what}: the {metric} metric needs dense descriptors; these are sparse")
+            self._init_sparse(q, r, normalise, what)
+            self.memory_mb = memory_mb
+            return
         q = np.asarray(q, dtype=np.float32)
         r = np.asarray(r, dtype=np.float32)
         if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1] or 0 in q.shape or 0 in r.shape:
@@ -230,6 +282,27 @@ class DistanceSource:
             "distance": "generic distance d converted by a rule, s = 1 - (c d)^2/2 with c = 2/max(d) if max(d) > 2 else 1",
         }[self.kind]
 
+    def _init_sparse(self, q, r, normalise: bool, what: str) -> None:
+        """Sparse descriptors (either side scipy.sparse): kept as CSR float32, normalised sparse-wise."""
+        from scipy.sparse import csr_matrix
+
+        q, r = csr_matrix(q, dtype=np.float32), csr_matrix(r, dtype=np.float32)
+        if q.shape[1] != r.shape[1] or 0 in q.shape or 0 in r.shape:
+            raise DataError(f"{what}: descriptors must be non-empty [n, D] arrays of equal D, got query {q.shape}, reference {r.shape}")
+        for side, x in (("query", q), ("reference", r)):
+            if not np.isfinite(x.data).all():
+                raise DataError(f"{what}: {side} descriptors hold NaN or infinite values")
+        if normalise:
+            q, r = l2_normalise_sparse(q), l2_normalise_sparse(r)
+        self.matrix = None
+        self.q, self.r = q, r
+        self._rt = csr_matrix(r.T)
+        self.q_sqnorm = np.asarray(q.multiply(q).sum(axis=1), dtype=np.float32).ravel()
+        self.r_sqnorm = np.asarray(r.multiply(r).sum(axis=1), dtype=np.float32).ravel()
+        self.n_query, self.n_ref = q.shape[0], r.shape[0]
+        self.kind = "unit-euclidean" if normalise else "distance"
+        self.metric = "euclidean"
+
     @property
     def shape(self) -> tuple[int, int]:
         return (self.n_query, self.n_ref)
@@ -238,6 +311,8 @@ class DistanceSource:
         """Distances of query rows ``lo:hi`` to every reference, float32 [hi - lo, n_ref] (a copy)."""
         if self.matrix is not None:
             return self._as_distance(self.matrix[lo:hi])
+        if self.sparse:
+            return _sparse_distances(self.q[lo:hi], self._rt, self.q_sqnorm[lo:hi], self.r_sqnorm)
         if self.metric == "sad":
             return sad_distances(self.q[lo:hi], self.r, self.memory_mb)
         return pairwise_distances(self.q[lo:hi], self.r, self.r_sqnorm)
@@ -247,6 +322,8 @@ class DistanceSource:
         idx = np.asarray(idx, dtype=np.int64)
         if self.matrix is not None:
             return self._as_distance(self.matrix[idx])
+        if self.sparse:
+            return _sparse_distances(self.q[idx], self._rt, self.q_sqnorm[idx], self.r_sqnorm)
         if self.metric == "sad":
             return sad_distances(self.q[idx], self.r, self.memory_mb)
         return pairwise_distances(self.q[idx], self.r, self.r_sqnorm)
@@ -263,6 +340,8 @@ class DistanceSource:
         docstring (scaled into [0, 2] if it exceeds it, then 1 - d^2/2).
         """
         if self.matrix is None and self.kind == "unit-euclidean":
+            if self.sparse:
+                return np.asarray((self.q[lo:hi] @ self._rt).toarray(), dtype=np.float64)
             return (self.q[lo:hi] @ self.r.T).astype(np.float64)
         if self.matrix is None:
             raise ConfigError(f"{self.what}: similarities need L2-normalised Euclidean descriptors (normalise=True, metric='euclidean')")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.traverse import dense_descriptors
 from vprbench.matching.distances import DistanceSource, block_rows
 
 SIMILARITIES: tuple[str, ...] = ("cosine", "shifted")
@@ -100,9 +101,9 @@ class DimensionHash:
     def __init__(self, ref_descriptors: np.ndarray, accept: float = 0.7, block: int = 4096) -> None:
         import scipy.sparse as sp
 
-        x = np.asarray(ref_descriptors)
+        x = ref_descriptors  # dense or scipy.sparse rows (densified one block at a time)
         # sparse [nr, D] bit matrix built in row blocks: its non-zeros are the inverted index's postings
-        self.bits = sp.vstack([sp.csr_matrix(binarise(x[i : i + block]), dtype=np.float32) for i in range(0, len(x), block)]).tocsr()
+        self.bits = sp.vstack([sp.csr_matrix(binarise(dense_descriptors(x[i : i + block], 'GRH hash')), dtype=np.float32) for i in range(0, len(x), block)]).tocsr()
         counts = np.asarray(self.bits.sum(axis=0)).ravel()
         n = self.bits.shape[0]
         self.weights = np.where(counts > 0, np.log(n / np.maximum(counts, 1.0)), 0.0).astype(np.float32)
@@ -110,7 +111,7 @@ class DimensionHash:
 
     def candidates(self, query_descriptor: np.ndarray) -> np.ndarray:
         """Candidate reference indices (ascending) for one query descriptor [D]."""
-        qb = binarise(np.asarray(query_descriptor)[None, :])[0].astype(np.float32)
+        qb = binarise(dense_descriptors(query_descriptor, 'GRH hash').reshape(1, -1))[0].astype(np.float32)
         shared = self.bits @ qb  # [nr] number of shared set bits
         score = self.bits @ (qb * self.weights)
         hit = shared > 0

@@ -6,22 +6,30 @@ Loader ``image-folders`` (params):
 * ``reference`` (traverse name) and ``queries`` (list of names; the first is the default).
 * ``pattern``: glob for the images in each folder (default ``*.png``); files are ordered by name.
 * ``alignment``: ``"frame"`` — every folder holds the same file names and the same name is the
-  same place (positions = frame index, unit "frame"); or ``"csv"`` — ``positions = {traverse =
-  "file.csv"}`` (paths relative to ``root``) with a header row and columns ``image`` plus ``x``,
-  ``y`` (or ``frame``) and optionally ``timestamp``; the CSV's row order is the frame order.
-* ``position_unit`` ("m" | "frame"), ``radius`` (in that unit), optional ``nontrivial_radius``,
-  ``negative_radius``.
+  same place (positions = frame index, unit "frame"); ``"csv"`` — ``positions = {traverse =
+  "file.csv"}`` (paths relative to ``root``) with a header row naming the columns: ``image`` plus
+  one position group (x,y / east,north / utm_e,utm_n metres, lat,lon degrees, or frame) and
+  optionally ``timestamp`` (:mod:`vprbench.data.positions`); the CSV's row order is the frame
+  order; or ``"names"`` — images named in the VPR-datasets-downloader convention
+  (``@UTM_east@UTM_north@...@timestamp@note@.jpg``, as read by VPR-methods-evaluation): positions
+  from the names, frame order and segments by the rules (and params ``order``,
+  ``segment_step_factor``, ``segment_max_gap_s``) of
+  :mod:`vprbench.data.loaders.vpr_methods_evaluation`.
+* ``position_unit`` ("m" | "frame"), ``radius`` (in that unit) or ``tolerance`` (frames:
+  ``|i - j| <= tolerance``), optional ``nontrivial_radius``, ``negative_radius`` (derived with a
+  note when a ``train`` split lacks them).
 * ``splits``: ``{name = {reference = [a, b], query = [a, b]}}`` frame ranges or fractions
   (see :func:`vprbench.data.loaders.common.parse_splits`); default one ``test`` split over everything.
 * ``extractor`` (``patchnorm`` | ``cnn`` | ``netvlad-checkpoint`` | ``precomputed``) and
-  ``extractor_params``; ``precomputed`` reads ``descriptors = {traverse = "file.npy"}``.
+  ``extractor_params``; ``precomputed`` reads ``descriptors = {traverse = "file.npy"}`` (relative
+  to the data directory; one row per image in file-name order for "frame", CSV row order for
+  "csv", VPR-methods-evaluation's order for "names").
 
 Loader ``nordland-64x32``: the Nordland 64x32 release (``shared/data/nordland-64x32``), see
 :func:`load_nordland_64x32` for the filtering rule and its counts."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,9 +38,11 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.progress import progress_enabled
 from vprbench.data.dataset import BenchmarkDataset
-from vprbench.data.download import missing_files_error, require_data_dir
-from vprbench.data.loaders.common import parse_splits
+from vprbench.data.download import allows_outside_paths, data_path, leaves_data_dir, missing_files_error, require_data_dir
+from vprbench.data.loaders.common import evaluation_radius, parse_splits, training_radii
 from vprbench.data.loaders.seqnet_files import load_descriptors
+from vprbench.data.order import JUMP_FACTOR, fragmented_warning
+from vprbench.data.positions import Positions, check_unit, read_positions, to_metres
 from vprbench.data.traverse import Traverse
 from vprbench.features.cache import cached_descriptors
 from vprbench.features.extractors import make_extractor
@@ -54,48 +64,33 @@ def list_images(folder: Path, pattern: str = "*") -> list[Path]:
     return files
 
 
-def read_positions_csv(path: Path, folder: Path) -> tuple[list[Path], np.ndarray, np.ndarray | None]:
-    """Images, positions [n, P] and timestamps [n] (or None) from a CSV with a header row.
+def read_positions_csv(path: Path, folder: Path, unit: str | None = None) -> tuple[list[Path], Positions]:
+    """Images (in ``folder``) and their positions from a positions CSV with an ``image`` column.
 
-    Columns: ``image`` (file name in ``folder``), then ``x`` and ``y`` (or a single ``frame``),
-    optional ``timestamp``. DataError for missing columns, unknown images, NaN or non-numbers.
+    Columns are read by name (:func:`vprbench.data.positions.read_positions`). DataError for a
+    missing ``image`` column or images that do not exist.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: positions CSV not found")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise DataError(f"{path}: no rows (expected a header and one row per image)")
-    cols = set(rows[0])
-    if "image" not in cols:
-        raise DataError(f"{path}: needs a column 'image' (found {sorted(cols)})")
-    pos_cols = ["x", "y"] if {"x", "y"} <= cols else ["frame"] if "frame" in cols else None
-    if pos_cols is None:
-        raise DataError(f"{path}: needs position columns 'x' and 'y' (metres) or 'frame' (found {sorted(cols)})")
-    try:
-        pos = np.array([[float(r[c]) for c in pos_cols] for r in rows], dtype=np.float64)
-        ts = np.array([float(r["timestamp"]) for r in rows]) if "timestamp" in cols else None
-    except (TypeError, ValueError) as e:
-        raise DataError(f"{path}: positions and timestamps must be numbers ({e})") from None
-    bad = ~np.isfinite(pos).all(axis=1)
-    if bad.any():
-        raise DataError(f"{path}: positions hold NaN or infinite values at rows {np.flatnonzero(bad)[:5].tolist()} (images {[rows[i]['image'] for i in np.flatnonzero(bad)[:3]]})")
-    images = [folder / r["image"] for r in rows]
+    pos = read_positions(path, unit=unit, what="positions CSV")
+    if pos.images is None:
+        raise DataError(f"{path}: needs a column 'image' (the file name of each frame in {folder})")
+    images = [folder / name for name in pos.images]
     missing = [p.name for p in images if not p.is_file()]
     if missing:
         raise DataError(f"{path}: {len(missing)} listed image(s) not found in {folder} (first: {missing[:3]})")
-    return images, pos, ts
+    return images, pos
 
 
-def _extract(definition: DatasetDefinition, data_dir: Path, traverse: str, paths: list[Path], progress: bool) -> np.ndarray:
+def _extract(definition: DatasetDefinition, data_dir: Path, traverse: str, paths: list[Path], progress: bool, take: np.ndarray | None = None) -> np.ndarray:
+    """Descriptors of the images ``paths``; for ``precomputed``, rows ``take`` of the file (all if None)."""
     p = definition.params
     name = p.get("extractor", "patchnorm")
     eparams = dict(p.get("extractor_params", {}))
     if name == "precomputed":
         files = p.get("descriptors", {})
-        if traverse not in files:
+        if not isinstance(files, dict) or traverse not in files:
             raise ConfigError(f"dataset {definition.name!r}: extractor 'precomputed' needs descriptors = {{{traverse} = \"file.npy\"}}")
-        return load_descriptors(data_dir / files[traverse], rows=len(paths), where=f"one row per image of traverse {traverse!r}, in file-name order")
+        path = data_path(definition, data_dir, files[traverse], f"descriptors.{traverse}")
+        return load_descriptors(path, rows=len(paths), where=f"one row per image of traverse {traverse!r}, in the loader's image order", take=take)
     extractor = make_extractor(name, **eparams)
     return cached_descriptors(definition.name, traverse, extractor, paths, progress=progress)
 
@@ -111,20 +106,40 @@ def _names(definition: DatasetDefinition) -> tuple[str, list[str]]:
     return ref, queries
 
 
+def needed_files(definition: DatasetDefinition) -> list[str]:
+    """The folders and files this loader (or ``nordland-64x32``) reads (relative to the data directory)."""
+    p = definition.params
+    root = p.get("root", "nordland-64x32" if definition.loader == "nordland-64x32" else definition.name)
+    ref, queries = _names(definition)
+    out = [f"{root}/{t}" for t in (ref, *queries)]
+    if p.get("alignment") == "csv" and isinstance(p.get("positions"), dict):
+        out += [f"{root}/{p['positions'][t]}" for t in (ref, *queries) if isinstance(p["positions"].get(t), str)]
+    if p.get("extractor") == "precomputed" and isinstance(p.get("descriptors"), dict):
+        out += [v for v in p["descriptors"].values() if isinstance(v, str)]
+    return out
+
+
 def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``image-folders`` (see the module docstring)."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
-    root = data_dir / p.get("root", definition.name)
+    root_rel = p.get("root", definition.name)
+    root = data_path(definition, data_dir, root_rel, "root")
     ref_name, q_names = _names(definition)
     alignment = p.get("alignment", "frame")
-    unit = p.get("position_unit", "frame" if alignment == "frame" else "m")
-    missing = [f"{p.get('root', definition.name)}/{t}" for t in (ref_name, *q_names) if not (root / t).is_dir()]
+    if alignment not in ("frame", "csv", "names"):
+        raise ConfigError(f"dataset {definition.name!r}: alignment must be 'frame', 'csv' or 'names', got {alignment!r}")
+    unit = p.get("position_unit")
+    if unit is not None:
+        check_unit(unit, f"dataset definition {definition.source}")
+    missing = [f"{root_rel}/{t}" for t in (ref_name, *q_names) if not (root / t).is_dir()]
     if missing:
         raise missing_files_error(definition, data_dir, missing)
     progress = progress_enabled(p.get("progress"))
     traverses: dict[str, Traverse] = {}
+    notes: list[str] = []
     if alignment == "frame":
+        unit = unit or "frame"
         ref_files = list_images(root / ref_name, p.get("pattern", "*.png"))
         names = [f.name for f in ref_files]
         for t in q_names:
@@ -137,31 +152,58 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
                 )
         for t in (ref_name, *q_names):
             paths = [root / t / n for n in names]
-            traverses[t] = Traverse(t, np.arange(len(paths), dtype=np.float64), unit, _extract(definition, data_dir, t, paths, progress), tuple(paths))
+            traverses[t] = Traverse(t, np.arange(len(paths), dtype=np.float64), unit, _extract(definition, data_dir, t, paths, progress), tuple(paths), meta={"image_names": names})
     elif alignment == "csv":
         pos_files = p.get("positions")
         if not isinstance(pos_files, dict):
             raise ConfigError(f"dataset {definition.name!r}: alignment 'csv' needs positions = {{traverse = \"file.csv\"}}")
+        read = {}
         for t in (ref_name, *q_names):
             if t not in pos_files:
                 raise ConfigError(f"dataset {definition.name!r}: no positions CSV for traverse {t!r}")
-            paths, pos, ts = read_positions_csv(root / pos_files[t], root / t)
-            traverses[t] = Traverse(t, pos, unit, _extract(definition, data_dir, t, paths, progress), tuple(paths), ts)
+            rel = pos_files[t]
+            if not isinstance(rel, str) or leaves_data_dir(rel) and not allows_outside_paths(definition):
+                raise ConfigError(f"dataset definition {definition.source}: positions.{t} must be a path inside root {root_rel!r}, got {rel!r}")
+            read[t] = read_positions_csv(root / rel, root / t, unit)
+        tables, note = to_metres([pos for _, pos in read.values()])
+        if note:
+            notes.append(note)
+        units = {tb.unit for tb in tables}
+        if len(units) != 1:
+            raise ConfigError(f"dataset {definition.name!r}: the positions CSVs mix units {sorted(units)}")
+        unit = units.pop()
+        for (t, (paths, raw)), tb in zip(read.items(), tables):
+            traverses[t] = Traverse(t, tb.values, unit, _extract(definition, data_dir, t, paths, progress), tuple(paths), tb.timestamps, meta={"image_names": list(raw.images)})
     else:
-        raise ConfigError(f"dataset {definition.name!r}: alignment must be 'frame' or 'csv', got {alignment!r}")
+        from vprbench.data.loaders.vpr_methods_evaluation import name_traverse, read_images_paths
+
+        if unit not in (None, "m"):
+            raise ConfigError(f"dataset definition {definition.source}: alignment 'names' gives UTM positions in metres, not {unit!r}")
+        unit = "m"
+        factor = float(p.get("segment_step_factor", JUMP_FACTOR))
+        for t in (ref_name, *q_names):
+            rels = read_images_paths(root / t)
+            info = name_traverse(root / t, rels, p.get("order", "auto"), factor, p.get("segment_max_gap_s"))
+            paths = [root / t / r for r in info["names"]]
+            desc = _extract(definition, data_dir, t, paths, progress, take=info["rows"]) if p.get("extractor") == "precomputed" else _extract(definition, data_dir, t, paths, progress)
+            traverses[t] = Traverse(
+                t, info["positions"], unit, desc, tuple(paths), info["timestamps"], info["segments"],
+                meta={"image_names": info["names"], "source_rows": info["rows"]},
+            )
+    warnings = [w for t in traverses.values() for w in [fragmented_warning(t)] if w] if alignment == "names" else []
     ref = traverses[ref_name]
     n_q = min(len(traverses[q]) for q in q_names)
-    radius = p.get("radius")
-    if not isinstance(radius, (int, float)):
-        raise ConfigError(f"dataset definition {definition.source}: needs a numeric 'radius' ({unit})")
+    splits = parse_splits(p.get("splits"), len(ref), n_q, f"dataset {definition.name!r}")
+    radius = evaluation_radius(definition, unit)
+    nontrivial, negative, more = training_radii(definition, radius, unit, splits)
     return BenchmarkDataset(
         name=definition.name,
         reference=ref,
         queries={q: traverses[q] for q in q_names},
-        splits=parse_splits(p.get("splits"), len(ref), n_q, f"dataset {definition.name!r}"),
-        radius=float(radius),
-        nontrivial_radius=p.get("nontrivial_radius"),
-        negative_radius=p.get("negative_radius"),
+        splits=splits,
+        radius=radius,
+        nontrivial_radius=nontrivial,
+        negative_radius=negative,
         description=definition.summary,
-        meta={"loader": "image-folders", "extractor": p.get("extractor", "patchnorm"), "extractor_params": dict(p.get("extractor_params", {}))},
+        meta={"loader": "image-folders", "extractor": p.get("extractor", "patchnorm"), "extractor_params": dict(p.get("extractor_params", {})), "notes": more + notes, "warnings": warnings},
     )

@@ -10,7 +10,9 @@ Euclidean distance sqrt(2 - 2 S) and graph matchers S itself). Each method conve
 needs (:mod:`vprbench.matching.distances`).
 
 * VPR_Tutorial (Schubert et al.): ``S``, ``GThard`` and ``GTsoft``, each [n_ref, n_query] (rows are
-  references), in ``.npy`` files or one ``.npz``. Loader ``vpr-tutorial``.
+  references), in ``.npy`` files, one ``.npz`` or MATLAB ``.mat`` files (v5; v7.3 with h5py; the
+  variable names are the ``*_key`` params; sparse logical ground truth stays sparse). Loader
+  ``vpr-tutorial``.
 * VPR-Bench (Zaffar et al.): a dataset folder with ``ref/``, ``query/`` and the pickled
   ``ground_truth_new.npy`` ([n_query, 2] rows ``[query index, positive reference indices]``),
   plus a technique's pickled ``precomputed_data_corrected.npy`` (query indices, best reference,
@@ -27,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.data.arrays import is_sparse, read_array, sniff, variables
 from vprbench.data.dataset import BenchmarkDataset
-from vprbench.data.download import missing_files_error, require_data_dir
+from vprbench.data.download import data_path, missing_files_error, require_data_dir
 from vprbench.data.groundtruth import GroundTruth
 from vprbench.data.loaders.common import parse_splits
 from vprbench.data.loaders.image_folders import IMAGE_SUFFIXES
@@ -48,19 +51,9 @@ def similarity_to_distance(s: np.ndarray, mode: str = "max-minus") -> np.ndarray
     raise ConfigError(f"similarity_to_distance must be 'max-minus' or 'negate', got {mode!r}")
 
 
-def _load_plain(path: Path, key: str | None, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
-    try:
-        obj = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise DataError(f"{path}: {what} must be a plain (non-pickled) .npy/.npz array ({e})") from None
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        with obj:
-            if key is None or key not in obj.files:
-                raise DataError(f"{path}: no array {key!r} in this .npz (found {obj.files})")
-            return obj[key]
-    return obj
+def _load_plain(path: Path, key: str | None, what: str, param: str | None = None) -> Any:
+    """The array ``key`` of a .npy / .npz / .mat file (a sparse matrix stays sparse), read without pickle."""
+    return read_array(path, key, what=what, param=param)
 
 
 def read_vpr_tutorial(
@@ -69,36 +62,64 @@ def read_vpr_tutorial(
     similarity_key: str = "S",
     hard_key: str = "GThard",
     soft_key: str | None = "GTsoft",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """S, GThard, GTsoft ([n_ref, n_query]; GTsoft may be None) from ``.npy`` files or ``.npz`` keys.
+) -> tuple[np.ndarray, Any, Any]:
+    """S, GThard, GTsoft ([n_ref, n_query]; GTsoft may be None) from ``.npy``, ``.npz`` or ``.mat`` files.
 
-    ``similarity`` / ``ground_truth`` are files; for a ``.npz`` the keys select the arrays, for a
-    ``.npy`` ``ground_truth`` is GThard and GTsoft is looked for beside it as ``<stem>_soft.npy``.
+    ``similarity`` / ``ground_truth`` are files; for a ``.npz`` / ``.mat`` the keys name the
+    variables, for a ``.npy`` ``ground_truth`` is GThard and GTsoft is looked for beside it as
+    ``<stem>_soft.npy``. S is dense float64; GThard / GTsoft are dense bool arrays, or scipy.sparse
+    boolean matrices when stored sparse (MATLAB ``sparse(logical)``).
     """
-    s = np.asarray(_load_plain(Path(similarity), similarity_key, "similarity matrix S"))
+    s = _load_plain(Path(similarity), similarity_key, "similarity matrix S", "similarity_key")
+    if is_sparse(s):
+        s = s.toarray()
+    s = np.asarray(s)
     gt_path = Path(ground_truth)
-    hard = np.asarray(_load_plain(gt_path, hard_key, "ground truth GThard"))
+    hard = _load_plain(gt_path, hard_key, "ground truth GThard", "hard_key")
     soft = None
-    if gt_path.suffix == ".npz":
-        with np.load(gt_path, allow_pickle=False) as z:
-            if soft_key and soft_key in z.files:
-                soft = np.asarray(z[soft_key])
-    elif soft_key:
-        cand = gt_path.with_name(gt_path.stem + "_soft.npy")
-        if cand.is_file():
-            soft = np.asarray(_load_plain(cand, None, "ground truth GTsoft"))
-    if s.ndim != 2:
-        raise DataError(f"{similarity}: S must be [n_ref, n_query], got shape {s.shape}")
+    if sniff(gt_path) == "npy":
+        if soft_key:
+            cand = gt_path.with_name(gt_path.stem + "_soft.npy")
+            if cand.is_file():
+                soft = _load_plain(cand, None, "ground truth GTsoft")
+    elif soft_key and soft_key in variables(gt_path):
+        soft = _load_plain(gt_path, soft_key, "ground truth GTsoft", "soft_key")
+    if s.ndim != 2 or s.dtype.kind not in "fiub":
+        raise DataError(f"{similarity}: S must be a numeric [n_ref, n_query] matrix, got shape {s.shape} ({s.dtype})")
     if not np.isfinite(s).all():
         raise DataError(f"{similarity}: S holds NaN or infinite values")
+    out = []
     for name, m in (("GThard", hard), ("GTsoft", soft)):
         if m is None:
+            out.append(None)
             continue
+        if not is_sparse(m):
+            m = np.asarray(m)
         if m.shape != s.shape:
             raise DataError(f"{ground_truth}: {name} has shape {m.shape}, S has {s.shape}; expected the same [n_ref, n_query]")
-        if not (m.dtype == bool or np.isin(m, (0, 1)).all()):
+        values = m.data if is_sparse(m) else m
+        if not (values.dtype == bool or np.isin(values, (0, 1)).all()):
             raise DataError(f"{ground_truth}: {name} must be boolean (0/1) values")
-    return s, hard.astype(bool), None if soft is None else soft.astype(bool)
+        out.append(m.astype(bool))
+    return s, out[0], out[1]
+
+
+def vpr_tutorial_files(definition: DatasetDefinition) -> list[str]:
+    """The files the ``vpr-tutorial`` loader reads (relative to the data directory)."""
+    p = definition.params
+    for k in ("similarity", "ground_truth"):
+        if not isinstance(p.get(k), str):
+            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"file\"")
+    return [p["similarity"], p["ground_truth"]]
+
+
+def vpr_bench_files(definition: DatasetDefinition) -> list[str]:
+    """The files the ``vpr-bench`` loader reads (relative to the data directory)."""
+    p = definition.params
+    for k in ("dataset_dir", "matches"):
+        if not isinstance(p.get(k), str):
+            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"path\"")
+    return [f"{p['dataset_dir']}/ground_truth_new.npy", p["matches"]]
 
 
 SIMILARITY_KINDS: dict[str, str] = {"generic": "similarity", "cosine": "cosine-similarity"}
@@ -164,14 +185,15 @@ def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> B
     ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_kind`` ("generic" | "cosine"), ``splits``."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
-    for k in ("similarity", "ground_truth"):
-        if not isinstance(p.get(k), str):
-            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"file\"")
-    missing = [p[k] for k in ("similarity", "ground_truth") if not (data_dir / p[k]).is_file()]
+    files = {k: data_path(definition, data_dir, rel, k) for k, rel in zip(("similarity", "ground_truth"), vpr_tutorial_files(definition))}
+    missing = [p[k] for k, path in files.items() if not path.is_file()]
     if missing:
         raise missing_files_error(definition, data_dir, missing)
-    s, hard, soft = read_vpr_tutorial(data_dir / p["similarity"], data_dir / p["ground_truth"], p.get("similarity_key", "S"), p.get("hard_key", "GThard"), p.get("soft_key", "GTsoft"))
-    gt = GroundTruth.from_dense(hard.T, None if soft is None else soft.T)
+    s, hard, soft = read_vpr_tutorial(files["similarity"], files["ground_truth"], p.get("similarity_key", "S"), p.get("hard_key", "GThard"), p.get("soft_key", "GTsoft"))
+    if is_sparse(hard) or is_sparse(soft):
+        gt = GroundTruth.from_sparse(hard.T, None if soft is None else soft.T)
+    else:
+        gt = GroundTruth.from_dense(hard.T, None if soft is None else soft.T)
     kind = _similarity_kind(definition, s)
     return _result_dataset(definition, s.T, gt, meta={"source": "VPR_Tutorial", "has_soft": soft is not None}, kind=kind)
 
@@ -252,18 +274,16 @@ def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> Benc
     ``similarity_kind`` ("generic" | "cosine") of its score matrix."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
-    for k in ("dataset_dir", "matches"):
-        if not isinstance(p.get(k), str):
-            raise ConfigError(f"dataset definition {definition.source}: [params] needs {k} = \"path\"")
-    ddir = data_dir / p["dataset_dir"]
-    gt_rel = f"{p['dataset_dir']}/ground_truth_new.npy"
-    missing = [r for r in (gt_rel, p["matches"]) if not (data_dir / r).is_file()]
+    gt_rel, matches_rel = vpr_bench_files(definition)
+    ddir = data_path(definition, data_dir, p["dataset_dir"], "dataset_dir")
+    matches = data_path(definition, data_dir, matches_rel, "matches")
+    missing = [r for r, path in ((gt_rel, ddir / "ground_truth_new.npy"), (matches_rel, matches)) if not path.is_file()]
     if missing:
         raise missing_files_error(definition, data_dir, missing)
     trust = p.get("trust", False)
     if not isinstance(trust, bool):
         raise ConfigError(f"dataset definition {definition.source}: trust must be true or false (a TOML boolean), got {trust!r}")
-    m = read_vpr_bench_matches(data_dir / p["matches"], trust)
+    m = read_vpr_bench_matches(matches, trust)
     n_q, n_r = m["scores"].shape
     gq, positives = read_vpr_bench_ground_truth(ddir / "ground_truth_new.npy", trust, n_r)
     if not np.array_equal(np.sort(gq), np.sort(m["query_indices"])):

@@ -10,7 +10,7 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.progress import progress_enabled
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
-from vprbench.data.download import missing_files_error, require_data_dir
+from vprbench.data.download import data_path, missing_files_error, require_data_dir
 from vprbench.data.loaders.image_folders import _extract, _names, list_images
 from vprbench.data.traverse import Traverse, segment_bounds_from_ids
 from vprbench.features.images import read_image
@@ -125,7 +125,7 @@ def load_nordland_64x32(definition: DatasetDefinition, data_dir: Path | None) ->
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
     root_rel = p.get("root", "nordland-64x32")
-    root = data_dir / root_rel
+    root = data_path(definition, data_dir, root_rel, "root")
     ref_name, q_names = _names(definition)
     missing = [f"{root_rel}/{t}" for t in (ref_name, *q_names) if not (root / t).is_dir()]
     if missing:

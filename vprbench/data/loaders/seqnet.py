@@ -41,8 +41,8 @@ import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
-from vprbench.data.download import require_data_dir
-from vprbench.data.loaders.common import _check_files, _param, _where
+from vprbench.data.download import data_path, require_data_dir
+from vprbench.data.loaders.common import _check_files, _param, _path, _where
 from vprbench.data.loaders.seqnet_files import (
     DbStruct,
     load_db_struct,
@@ -106,7 +106,7 @@ def _traverse(definition, data_dir, name, desc_rel, n_rows, rows, positions, uni
     desc = None
     if _descriptor_mode(definition) == "required":
         dim = definition.params.get("dim")
-        desc = load_descriptors(data_dir / desc_rel, rows=n_rows, dim=dim, where=_where(definition, desc_rel), take=rows)
+        desc = load_descriptors(data_path(definition, data_dir, desc_rel, "descriptors"), rows=n_rows, dim=dim, where=_where(definition, desc_rel), take=rows)
     return Traverse(
         name=name,
         positions=positions,
@@ -129,6 +129,22 @@ def _needed_files(definition: DatasetDefinition, keys: list[str], with_descripto
     if with_descriptors:
         out += [_param(definition, "reference_descriptors"), _param(definition, "query_descriptors")]
     return out
+
+
+#: Per family: the params holding file paths (the descriptors come on top unless descriptors = "none").
+FAMILY_FILE_KEYS = {
+    "nordland": ["structs", "image_names"],
+    "oxford": ["structs", "reference_names", "query_names", "split_indices"],
+    "msls": ["structs", "reference_names", "query_names", "reference_seq_bounds", "query_seq_bounds"],
+}
+
+
+def needed_files(definition: DatasetDefinition) -> list[str]:
+    """The files this loader reads for the definition's family (relative to the data directory)."""
+    family = _param(definition, "family")
+    if family not in FAMILY_FILE_KEYS:
+        raise ConfigError(f"dataset definition {definition.source}: family {family!r} unknown; expected one of {sorted(FAMILY_FILE_KEYS)}")
+    return _needed_files(definition, FAMILY_FILE_KEYS[family], _descriptor_mode(definition) == "required")
 
 
 def _check_names(struct: DbStruct, ref_names: list[str], qry_names: list[str], ref_rows: np.ndarray, qry_rows: np.ndarray) -> None:
@@ -154,13 +170,12 @@ def _radii(structs: dict[str, DbStruct]) -> dict[str, float | None]:
 
 def _load_structs(definition, data_dir) -> dict[str, DbStruct]:
     structs = _param(definition, "structs", dict)
-    return {split: load_db_struct(data_dir / rel) for split, rel in structs.items()}
+    return {split: load_db_struct(data_path(definition, data_dir, rel, f"structs.{split}")) for split, rel in structs.items()}
 
 
 def _load_nordland(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDataset:
-    with_desc = _descriptor_mode(definition) == "required"
-    _check_files(definition, data_dir, _needed_files(definition, ["structs", "image_names"], with_desc))
-    names = load_image_names(data_dir / _param(definition, "image_names"))
+    _check_files(definition, data_dir, needed_files(definition))
+    names = load_image_names(_path(definition, data_dir, "image_names"))
     structs = _load_structs(definition, data_dir)
     split_rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for split, st in structs.items():
@@ -188,11 +203,10 @@ def _load_nordland(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDa
 
 
 def _load_oxford(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDataset:
-    with_desc = _descriptor_mode(definition) == "required"
-    _check_files(definition, data_dir, _needed_files(definition, ["structs", "reference_names", "query_names", "split_indices"], with_desc))
-    ref_names = load_image_names(data_dir / _param(definition, "reference_names"))
-    q_names = load_image_names(data_dir / _param(definition, "query_names"))
-    inds = load_split_indices(data_dir / _param(definition, "split_indices"))
+    _check_files(definition, data_dir, needed_files(definition))
+    ref_names = load_image_names(_path(definition, data_dir, "reference_names"))
+    q_names = load_image_names(_path(definition, data_dir, "query_names"))
+    inds = load_split_indices(_path(definition, data_dir, "split_indices"))
     structs = _load_structs(definition, data_dir)
     for split, st in structs.items():
         if split not in inds:
@@ -223,14 +237,13 @@ def _load_oxford(definition: DatasetDefinition, data_dir: Path) -> BenchmarkData
 
 
 def _load_msls(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDataset:
-    with_desc = _descriptor_mode(definition) == "required"
-    _check_files(definition, data_dir, _needed_files(definition, ["structs", "reference_names", "query_names", "reference_seq_bounds", "query_seq_bounds"], with_desc))
+    _check_files(definition, data_dir, needed_files(definition))
     structs = _load_structs(definition, data_dir)
     if len(structs) != 1:
         raise ConfigError(f"dataset definition {definition.source}: an MSLS city has one struct, got {sorted(structs)}")
     split, st = next(iter(structs.items()))
-    ref_names = load_image_names(data_dir / _param(definition, "reference_names"))
-    q_names = load_image_names(data_dir / _param(definition, "query_names"))
+    ref_names = load_image_names(_path(definition, data_dir, "reference_names"))
+    q_names = load_image_names(_path(definition, data_dir, "query_names"))
     r_rows, q_rows = np.arange(len(ref_names)), np.arange(len(q_names))
     _check_names(st, ref_names, q_names, r_rows, q_rows)
     p = definition.params
@@ -239,7 +252,7 @@ def _load_msls(definition: DatasetDefinition, data_dir: Path) -> BenchmarkDatase
         ("reference", "reference_descriptors", "reference_seq_bounds", ref_names, r_rows, st.utm_db),
         ("query", "query_descriptors", "query_seq_bounds", q_names, q_rows, st.utm_q),
     ):
-        bounds = load_seq_bounds(data_dir / p[sb_key], len(names))
+        bounds = load_seq_bounds(_path(definition, data_dir, sb_key), len(names))
         traverses.append(_traverse(definition, data_dir, _param(definition, name_key), p.get(desc_key), len(names), rows, pos, "m", bounds, names))
     reference, query = traverses
     return BenchmarkDataset(

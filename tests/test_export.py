@@ -1,0 +1,96 @@
+"""Export of predictions (pairs CSV, kapture pairs) and descriptors; read back with readers written here."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vprbench.cli.main import main
+from vprbench.core.errors import DataError
+from vprbench.data.catalog import load_dataset
+
+
+def read_kapture_pairs(path: Path) -> list[tuple[str, str, float]]:
+    """kapture's pairs text: '#' lines are comments, fields separated by commas (kapture.io.csv.table_from_file)."""
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        q, m, s = (f.strip() for f in line.split(","))
+        out.append((q, m, float(s)))
+    return out
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    from test_vpr_methods_evaluation import definition, write_dump
+
+    write_dump(tmp_path, images=False)
+    toml = definition(tmp_path)
+    out = tmp_path / "runs"
+    assert main(["run", "--methods", "netvlad,seqmatch", "--dataset", str(toml), "--data-dir", str(tmp_path), "--out", str(out), "--no-report", "-q"]) == 0
+    return tmp_path, toml, out
+
+
+def test_pairs_round_trip_to_names_and_predictions(run_dir):
+    root, toml, out = run_dir
+    assert main(["export", "pairs", str(out), "--dataset", str(toml), "--data-dir", str(root)]) == 0
+    ds = load_dataset(str(toml), root)
+    split = ds.split("test")
+    for method in ("netvlad", "seqmatch"):
+        rec_path = next((out / "records" / "vme-test" / method).glob("*.json"))
+        rec = json.loads(rec_path.read_text())
+        with np.load(out / rec["predictions"]) as z:
+            idx, dist = z["indices"], z["distances"]
+        stem = rec_path.with_suffix("").name
+        with open(out / "exports" / "vme-test" / method / f"{stem}.pairs.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["query", "reference", "rank", "distance"]
+        q_names = split.query.meta["image_names"]
+        r_names = split.reference.meta["image_names"]
+        expected = [(q_names[q], r_names[idx[q, k]], k + 1, dist[q, k]) for q in range(idx.shape[0]) for k in range(idx.shape[1]) if idx[q, k] >= 0]
+        assert len(rows) == len(expected)
+        for row, (qn, rn, rank, d) in zip(rows, expected):
+            assert (row["query"], row["reference"], int(row["rank"])) == (qn, rn, rank)
+            assert float(row["distance"]) == pytest.approx(float(d), rel=1e-6)
+        # the names are the tool's image files
+        assert (root / "data" / "database" / rows[0]["reference"]).is_file()
+        kap = read_kapture_pairs(out / "exports" / "vme-test" / method / f"{stem}.kapture-pairs.txt")
+        assert [(q, m) for q, m, _ in kap] == [(r["query"], r["reference"]) for r in rows]
+        assert [s for _, _, s in kap] == pytest.approx([-float(r["distance"]) for r in rows])
+        assert (out / "exports" / "vme-test" / method / f"{stem}.kapture-pairs.txt").read_text().startswith("# kapture format: 1.1\n# query_image, map_image, score\n")
+
+
+def test_pairs_refuse_a_changed_dataset(run_dir):
+    root, toml, out = run_dir
+    np.save(root / "dump" / "database_descriptors.npy", np.load(root / "dump" / "database_descriptors.npy") * 2)
+    with pytest.raises(DataError, match="fingerprint"):
+        from vprbench.reporting.export import export_pairs
+
+        export_pairs(out, dataset=str(toml), data_dir=str(root))
+
+
+def test_pairs_without_image_names_use_frame_indices(tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "--methods", "netvlad", "--dataset", "synth-tiny", "--out", str(out), "--no-report", "-q"]) == 0
+    assert main(["export", "pairs", str(out), "--format", "kapture"]) == 0
+    path = next((out / "exports" / "synth-tiny" / "netvlad").glob("*.kapture-pairs.txt"))
+    pairs = read_kapture_pairs(path)
+    ds = load_dataset("synth-tiny")
+    first_query = int(ds.splits["test"].query[0])
+    assert pairs[0][0] == f"frame:{first_query}" and pairs[0][1].startswith("frame:")
+    assert not list((out / "exports").rglob("*.pairs.csv"))
+
+
+def test_descriptors_export_round_trip(tmp_path):
+    out = tmp_path / "desc"
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(out)]) == 0
+    ds = load_dataset("synth-tiny")
+    for t in (ds.reference, *ds.queries.values()):
+        assert np.array_equal(np.load(out / f"{t.name}.npy", allow_pickle=False), t.descriptors)
+        names = (out / f"{t.name}.images.txt").read_text().splitlines()
+        assert names == [f"frame:{i}" for i in range(len(t))]

@@ -1,0 +1,217 @@
+"""Export results for other pipelines: ``vprbench export pairs | descriptors``.
+
+* ``pairs``: the predictions of finished runs (``DIR/predictions/**.npz``: top-K indices
+  [n_query, K] into the split's reference frames, distances, confidence; described by the JSON
+  records ``DIR/records/**.json``) as
+
+  - a plain pairs CSV (``<label>-seed<S>-<key>.pairs.csv``): header ``query,reference,rank,distance``,
+    one row per (query, ranked reference), rank 1 = best, distance as the method reports it
+    (lower = more similar); queries without a match (index -1) have no row;
+  - a Kapture-style pairs file (``<label>-seed<S>-<key>.kapture-pairs.txt``), the image-retrieval
+    pairs text kapture-localization reads and writes: ``# kapture format: 1.1``, ``# query_image,
+    map_image, score``, then ``query, reference, score`` lines, best first per query, with
+    score = -distance (kapture ranks by score, higher = more similar).
+
+  ``query`` / ``reference`` name the frames as the dataset does: the image name (relative to the
+  traverse folder, e.g. VPR-methods-evaluation's ``@east@north@...@.jpg``) where the dataset has
+  one, else the frame's index in its traverse (``frame:<i>``). Split-local indices are mapped back
+  through the split's frame selection, so the dataset is loaded again (by the record's dataset
+  name, or ``--dataset`` for a definition file) and must have the fingerprint the run had.
+* ``descriptors``: a dataset's per-frame descriptors (e.g. those its learned or CNN front-end
+  computed) as ``<traverse>.npy`` float32 [frames, D] in frame order, with
+  ``<traverse>.images.txt`` (one frame name per line, same order); sparse descriptors as scipy
+  ``<traverse>.npz`` (``scipy.sparse.load_npz``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.fileio import atomic_path
+from vprbench.data.arrays import is_sparse
+from vprbench.data.catalog import load_dataset
+from vprbench.data.dataset import BenchmarkDataset
+from vprbench.data.traverse import Traverse
+from vprbench.running.records import read_record
+
+log = logging.getLogger("vprbench")
+
+KAPTURE_HEADER = "# kapture format: 1.1\n# query_image, map_image, score\n"
+PAIRS_COLUMNS = ("query", "reference", "rank", "distance")
+FORMATS = ("csv", "kapture")
+
+
+def frame_names(traverse: Traverse) -> list[str]:
+    """A name per frame of ``traverse``: its image name, else its image file's name, else ``frame:<i>``."""
+    names = traverse.meta.get("image_names")
+    if names is not None and len(names) == len(traverse):
+        return [str(n) for n in names]
+    if traverse.image_paths is not None:
+        return [p.name for p in traverse.image_paths]
+    return [f"frame:{i}" for i in range(len(traverse))]
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The ranked pairs of one job: names and distances per (query, rank)."""
+
+    query: list[str]  # [n_query]
+    reference: list[str]  # [n_ref] of the split
+    indices: np.ndarray  # [n_query, K] int, -1 = no match
+    distances: np.ndarray  # [n_query, K]
+
+
+def _split_names(ds: BenchmarkDataset, split: str, query: str) -> tuple[list[str], list[str]]:
+    if split not in ds.splits:
+        raise DataError(f"dataset {ds.name!r} has no split {split!r} (the record's split); has the definition changed?")
+    if query not in ds.queries:
+        raise DataError(f"dataset {ds.name!r} has no query traverse {query!r} (the record's query)")
+    s = ds.splits[split]
+    ref_all, q_all = frame_names(ds.reference), frame_names(ds.queries[query])
+    return [q_all[i] for i in s.query], [ref_all[i] for i in s.reference]
+
+
+def job_pairs(record: dict[str, Any], root: Path, ds: BenchmarkDataset) -> Pairs:
+    """The pairs of one record (its predictions file under ``root``), named through dataset ``ds``."""
+    job = record["job"]
+    if job.get("dataset_fingerprint") != ds.fingerprint:
+        raise DataError(
+            f"record {record.get('_path', '?')}: the run used dataset {job['dataset']!r} with fingerprint "
+            f"{job.get('dataset_fingerprint')}, the dataset loaded now has {ds.fingerprint}: its content changed (other files, "
+            "--dataset-param overrides?), so frame names cannot be mapped back safely; pass the same --dataset-param values"
+        )
+    pred = Path(root) / record["predictions"]
+    if not pred.is_file():
+        raise DataError(f"record {record.get('_path', '?')}: predictions file {pred} not found")
+    with np.load(pred, allow_pickle=False) as z:
+        indices, distances = np.asarray(z["indices"], dtype=np.int64), np.asarray(z["distances"], dtype=np.float64)
+    q_names, r_names = _split_names(ds, job["split"], job["query"])
+    if indices.shape[0] != len(q_names) or indices.shape != distances.shape:
+        raise DataError(f"{pred}: predictions for {indices.shape[0]} queries (shape {indices.shape}), the split has {len(q_names)}")
+    if indices.size and indices.max() >= len(r_names):
+        raise DataError(f"{pred}: reference index {int(indices.max())} outside the split's {len(r_names)} reference frames")
+    return Pairs(q_names, r_names, indices, distances)
+
+
+def _rows(pairs: Pairs):
+    """(query name, reference name, rank 1.., distance) of every valid prediction, queries in order, best first."""
+    q_idx, ranks = np.nonzero(pairs.indices >= 0)
+    for q, k in zip(q_idx.tolist(), ranks.tolist()):
+        yield pairs.query[q], pairs.reference[int(pairs.indices[q, k])], k + 1, float(pairs.distances[q, k])
+
+
+def write_pairs_csv(pairs: Pairs, path: Path) -> Path:
+    """Write ``query,reference,rank,distance`` rows (see the module docstring) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(PAIRS_COLUMNS)
+            for q, r, rank, d in _rows(pairs):
+                w.writerow([q, r, rank, repr(d)])
+    return path
+
+
+def write_kapture_pairs(pairs: Pairs, path: Path) -> Path:
+    """Write a Kapture-style pairs file (score = -distance), atomically; DataError for names with commas."""
+    bad = [n for n in (*pairs.query, *pairs.reference) if "," in n or "\n" in n]
+    if bad:
+        raise DataError(f"{path}: kapture pairs files separate fields by commas; frame name {bad[0]!r} contains one")
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(KAPTURE_HEADER)
+            for q, r, _, d in _rows(pairs):
+                f.write(f"{q}, {r}, {-d!r}\n")
+    return path
+
+
+def _records(root: Path) -> list[dict[str, Any]]:
+    rec_dir = Path(root) / "records"
+    if not rec_dir.is_dir():
+        raise ConfigError(f"no results under {str(root)!r} (expected a 'records' folder); run `vprbench run --out {root}` first")
+    out = []
+    for path in sorted(rec_dir.rglob("*.json")):
+        try:
+            rec = read_record(path)
+        except DataError as e:
+            log.warning("skipping %s", e)
+            continue
+        rec["_path"] = str(path)
+        out.append(rec)
+    if not out:
+        raise ConfigError(f"no result records under {rec_dir}")
+    return out
+
+
+def export_pairs(
+    root: Path,
+    out: Path | None = None,
+    formats: tuple[str, ...] = FORMATS,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    dataset_params: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Export every record's predictions under ``root`` as pairs files; return the files written.
+
+    Files go to ``out`` (default ``root/exports``) mirroring ``records/<dataset>/<method>/``.
+    ``dataset`` (a name or a definition file) is loaded instead of the records' dataset names;
+    then only records of that dataset (by name) are exported.
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else root / "exports"
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ConfigError(f"export format must be one of {FORMATS}, got {fmt!r}")
+    records = _records(root)
+    loaded: dict[str, BenchmarkDataset] = {}
+    if dataset is not None:
+        ds = load_dataset(dataset, data_dir, dataset_params)
+        loaded[ds.name] = ds
+        records = [r for r in records if r["job"]["dataset"] == ds.name]
+        if not records:
+            raise ConfigError(f"no records of dataset {ds.name!r} under {root / 'records'}")
+    written = []
+    for rec in records:
+        name = rec["job"]["dataset"]
+        if name not in loaded:
+            loaded[name] = load_dataset(name, data_dir, dataset_params)
+        pairs = job_pairs(rec, root, loaded[name])
+        rel = Path(rec["_path"]).relative_to(root / "records").with_suffix("")
+        if "csv" in formats:
+            written.append(write_pairs_csv(pairs, out / rel.with_name(rel.name + ".pairs.csv")))
+        if "kapture" in formats:
+            written.append(write_kapture_pairs(pairs, out / rel.with_name(rel.name + ".kapture-pairs.txt")))
+    return written
+
+
+def export_descriptors(ds: BenchmarkDataset, out: Path) -> list[Path]:
+    """Write every traverse's per-frame descriptors (and frame names) of ``ds`` to ``out``; return the files."""
+    out = Path(out)
+    written = []
+    for t in (ds.reference, *ds.queries.values()):
+        if t.descriptors is None:
+            raise DataError(f"dataset {ds.name!r}: traverse {t.name!r} has no per-frame descriptors to export (imported distances only)")
+        stem = out / t.name.replace("/", "_")
+        if is_sparse(t.descriptors):
+            from scipy.sparse import save_npz
+
+            path = stem.with_name(stem.name + ".npz")
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    save_npz(f, t.descriptors)
+        else:
+            path = stem.with_name(stem.name + ".npy")
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, np.ascontiguousarray(t.descriptors, dtype=np.float32))
+        names = stem.with_name(stem.name + ".images.txt")
+        with atomic_path(names) as tmp:
+            tmp.write_text("".join(n + "\n" for n in frame_names(t)), encoding="utf-8")
+        written += [path, names]
+    return written
