@@ -54,7 +54,7 @@ def test_sparse_distance_source_equals_dense_brute_force():
     assert np.allclose(src.full(), ref, atol=1e-5)
     assert np.allclose(src.block(5, 9), ref[5:9], atol=1e-5)
     assert np.allclose(src.rows(np.array([12, 0, 12])), ref[[12, 0, 12]], atol=1e-5)
-    assert np.allclose(src.cosine_block(0, 30), 1 - ref**2 / 2, atol=1e-5)
+    assert np.allclose(src.similarity_block(0, 30), 1 - ref**2 / 2, atol=1e-5)
     assert np.allclose(pairwise_distances(q, r), np.sqrt(((q.toarray()[:, None] - r.toarray()[None]) ** 2).sum(-1)), atol=1e-4)
 
 
@@ -172,5 +172,5 @@ def test_vpr_tutorial_ground_truth_from_mat_sparse(tmp_path):
     ds = load_dataset(str(tmp_path / "t.toml"), tmp_path)
     gt = ds.ground_truth
     assert gt.positives(4).tolist() == [4] and gt.soft.positives(4).tolist() == [4, 5]
-    assert np.allclose(ds.distances, (s.max() - s).T, atol=1e-6)
+    assert ds.distance_kind == "similarity" and np.allclose(ds.distances, s.T, atol=1e-6)  # the similarity is kept as imported
     assert describe(tmp_path / "GT.mat") == "a MATLAB v5 .mat file"
