@@ -1,41 +1,48 @@
-from pathlib import Path
+"""report --compare: an experiment's published numbers beside ours, rows matched to records by identity."""
 
 import numpy as np
 import pytest
 
 from vprbench.core.errors import ConfigError
-from vprbench.reporting.published import compare, format_comparison, load_published
+from vprbench.plugins.registry import discover
+from vprbench.reporting.published import compare, format_comparison
+from vprbench.running.experiments import get_experiment
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "published" / "seqmatchnet.csv"
-
-
-def record(method, dataset, params, r1, r5=None):
-    return {"job": {"method": method, "dataset": dataset, "split": "test", "params": params},
-            "metrics": {"recall_at": {"1": r1, "5": r5}}}
+REG = discover()
 
 
-def test_compare_matches_methods_params_and_datasets():
-    df, mapping = load_published(PUBLISHED)
+def record(label, method, dataset, r1, r5=None, seed=None, train=None, seq_len=5, trains=False):
+    return {"job": {"method": method, "label": label, "dataset": dataset, "split": "test", "seq_len": seq_len, "boundary": "shift",
+                    "protocol": "default", "seed": seed, "train_dataset": train, "trains": trains, "dataset_fingerprint": "f"},
+            "metrics": {"recall_at": {"1": r1, "5": r5, "10": r5, "20": r5}}, "protocol": {"text": "protocol default"}}
+
+
+def test_compare_matches_rows_by_identity():
+    exp = get_experiment("seqmatchnet")
     recs = [
-        record("seqmatchnet", "nordland-sw", {"loss": "single", "mining": "seqmatch"}, 0.60, 0.80),
-        record("seqmatchnet", "nordland-sw", {"loss": "single", "mining": "seqmatch"}, 0.70, 0.90),  # 2nd seed
-        record("seqmatchnet", "nordland-sw", {"loss": "seqmatch", "mining": "seqmatch"}, 0.10, 0.20),
-        record("seqmatchnet", "synth-seasons", {"loss": "single", "mining": "seqmatch"}, 0.99, 0.99),
-        record("gism", "oxford-v1.0", {}, 0.5),
+        record("seqmatchnet[loss=single]", "seqmatchnet", "nordland-sw", 0.60, 0.80, seed=0, trains=True),
+        record("seqmatchnet[loss=single]", "seqmatchnet", "nordland-sw", 0.70, 0.90, seed=1, trains=True),  # 2nd seed
+        record("seqmatchnet", "seqmatchnet", "nordland-sw", 0.10, 0.20, seed=0, trains=True),
+        record("seqmatchnet[loss=single]", "seqmatchnet", "nordland-sw", 0.99, 0.99, seed=0, trains=True, seq_len=10),  # other L
+        record("seqmatchnet[loss=single,preset=paper]", "seqmatchnet", "nordland-sw", 0.98, 0.98, seed=0, trains=True),  # other preset
+        record("seqmatchnet[loss=single]", "seqmatchnet", "synth-seasons", 0.99, 0.99, seed=0, trains=True),  # other data
+        record("seqnet-s1+gism", "seqnet-s1+gism", "oxford-v1.0", 0.5, None, seed=0, trains=True, train="brisbane-day-night"),
     ]
-    out = compare(df, mapping, recs)
-    row = out[(out.table == 1) & (out.dataset == "nordland") & (out.loss == "single") & (out.mining == "seqmatch") & (out.recall_at == 1)]
-    assert row["ours"].item() == pytest.approx(0.65) and row["value"].item() == 0.66
-    gism = out[(out.method == "seqnet-s1+gism") & (out.dataset == "oxford")]
-    assert gism["ours"].item() == 0.5
-    assert np.isnan(out[(out.method == "delta")]["ours"]).all()
+    out = compare(exp, recs, REG)
+    by = {(run.dataset.name, table.id): frame.set_index("row") for run, table, frame, _ in out}
+    t1 = by[("nordland-sw", "1")]
+    row = t1.loc["loss single, mining seqmatch"]
+    assert row["R@1"] == pytest.approx(0.65) and row["R@1 std"] == pytest.approx(0.05) and row["R@1 paper"] == 0.66
+    assert row["R@1 diff"] == pytest.approx(-0.01) and row["seeds"] == 2
+    assert t1.loc["loss seqmatch, mining seqmatch", "R@1"] == pytest.approx(0.10)
+    assert np.isnan(t1.loc["loss single, mining single", "R@1"])  # not run
+    gism = by[("oxford-v1.0", "2")].loc["S_1 + GISM"]
+    assert gism["R@1"] == 0.5 and gism["R@1 paper"] == 0.65 and np.isnan(gism["R@5"])
+    assert ("synth-seasons", "1") in by and np.isnan(by[("synth-seasons", "1")]["R@1 paper"]).all()  # stand-ins: no published column
     md = format_comparison(out)
-    assert "0.66 / 0.65" in md and "0.59 / -" in md
+    assert "| 0.650 +-0.050 | 0.660" in md and "(not run)" in md
 
 
-def test_missing_files(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
-        load_published(tmp_path / "nope.csv")
-    (tmp_path / "p.csv").write_text("method,value\nx,1\n")
-    with pytest.raises(ConfigError, match="lacks column"):
-        load_published(tmp_path / "p.csv")
+def test_unknown_experiment():
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'"):
+        get_experiment("nope")

@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--no-plots", action="store_true", help="tables only (with --html the page still gets its plots)")
     p_rep.add_argument("--protocol", default=None, metavar="NAME",
                        help="recompute every metric under this protocol of the datasets from the stored predictions (no method runs)")
-    p_rep.add_argument("--compare", type=Path, default=None, metavar="CSV",
-                       help="published numbers to show beside ours, e.g. results/published/seqmatchnet.csv")
+    p_rep.add_argument("--compare", default=None, metavar="EXPERIMENT",
+                       help="an experiment (see `vprbench reproduce --list`, or its .toml) whose published numbers to show beside ours")
     p_rep.add_argument("--html", action="store_true", help="also write DIR/report.html: one self-contained page with tables, "
                        "confidence intervals, plots and provenance")
     p_rep.add_argument("--block-length", type=int, default=None, metavar="Q",
@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vprbench.cli.datasets import add_datasets_parser
     from vprbench.cli.export import add_export_parser
+    from vprbench.cli.reproduce import add_reproduce_parser
 
     add_datasets_parser(sub)
     add_export_parser(sub)
+    add_reproduce_parser(sub)
     for sub_parser in sub.choices.values():  # -q and --plugins work after the command too
         sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
         sub_parser.add_argument("--plugins", action="append", dest="plugins_after", default=[], metavar="DIR",
@@ -246,22 +248,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import format_table
 
-    published = mapping = None
+    experiment = registry = None
     if args.compare is not None:
-        from vprbench.reporting.published import load_published
+        from vprbench.plugins.registry import discover
+        from vprbench.running.experiments import get_experiment
 
-        published, mapping = load_published(args.compare)
+        experiment, registry = get_experiment(args.compare), discover(args.plugins)
     if args.block_length is not None and args.block_length < 1:
         raise ConfigError(f"--block-length must be >= 1 (queries), got {args.block_length}")
-    summary, paths = report(args.dir, plots=not args.no_plots, html=args.html, published=published, published_mapping=mapping,
+    summary, paths = report(args.dir, plots=not args.no_plots, html=args.html, experiment=experiment, registry=registry,
                             block_length=args.block_length, protocol=args.protocol)
     print(format_table(summary, "github"))
-    if args.compare is not None:
+    if experiment is not None:
         from vprbench.reporting.published import compare, format_comparison
         from vprbench.reporting.tables import load_records
 
-        table = format_comparison(compare(published, mapping, load_records(args.dir)))
-        path = Path(args.dir) / "tables" / f"published-{args.compare.stem}.md"
+        table = format_comparison(compare(experiment, load_records(args.dir), registry))
+        path = Path(args.dir) / "tables" / f"published-{experiment.name}.md"
         path.write_text(table, encoding="utf-8")
         paths["published"] = path
         print(table)

@@ -120,6 +120,9 @@ class Registry:
                     stage = self.create(method.configure_stage(key, parse_spec(value, self), self), _depth + 1)
                 method.stages[key] = stage
                 method.params[key] = stage.label
+                resolved = getattr(method, "resolved_params", None)
+                if isinstance(resolved, dict) and key in resolved:  # resolved before the stage existed
+                    resolved[key] = stage.label
         method.bind(self)
         if "frontend" in method.stages:
             from vprbench.plugins.compose import Composed

@@ -469,30 +469,14 @@ def write_html(path: Path, summary: pd.DataFrame, records: list[dict[str, Any]],
     return path
 
 
-def published_tables(published: pd.DataFrame, mapping: dict[str, Any], records: list[dict[str, Any]]) -> list[ExtraTable]:
-    """Published numbers beside ours, one table per (paper table, dataset), shown in the sections of
-    the datasets the mapping assigns to that published dataset."""
+def published_tables(exp: Any, records: list[dict[str, Any]], registry: Any) -> list[ExtraTable]:
+    """An experiment's tables with the published numbers beside ours, each in its dataset's section."""
     from vprbench.reporting.published import compare
 
-    cmp = compare(published, mapping, records)
     tables = []
-    for (table, dataset), g in cmp.groupby(["table", "dataset"], sort=False):
-        ns = sorted(g["recall_at"].unique())
-        rows = []
-        for (group, method, loss, mining), m in g.groupby(["group", "method", "loss", "mining"], sort=False):
-            row: dict[str, Any] = {"group": group, "method": method + (f" (loss {loss}, mining {mining})" if loss or mining else "")}
-            for n in ns:
-                hit = m[m["recall_at"] == n]
-                row[f"R@{n} paper"] = hit["value"].iloc[0] if len(hit) else np.nan
-                row[f"R@{n} ours"] = hit["ours"].iloc[0] if len(hit) else np.nan
-                row[f"R@{n} ours - paper"] = hit["difference"].iloc[0] if len(hit) else np.nan
-            rows.append(row)
-        ours = list(mapping.get("datasets", {}).get(dataset, []))
-        tables.append(ExtraTable(
-            title=f"Published: table {table}, {dataset}",
-            frame=pd.DataFrame(rows),
-            datasets=ours,
-            caption=(f"Numbers from the paper beside ours on {', '.join(ours) or 'no matching dataset'} (mean over seeds of the "
-                     "mapped jobs, test split; - where not run)."),
-        ))
+    for run, table, frame, title in compare(exp, records, registry):
+        cols = ["group", "row"] + [c for n in table.recall_at for c in (f"R@{n}", f"R@{n} std", f"R@{n} paper", f"R@{n} diff")]
+        shown = frame[cols].rename(columns={"row": "method", **{f"R@{n}": f"R@{n} ours" for n in table.recall_at}})
+        tables.append(ExtraTable(title=f"{exp.name}: {table.title or 'table ' + table.id}", frame=shown, datasets=[run.dataset.name],
+                                 caption=title))
     return tables

@@ -75,8 +75,8 @@ def report(
     html: bool = False,
     protocol: str | None = None,
     sweeps: tuple[str, ...] = (),
-    published: pd.DataFrame | None = None,
-    published_mapping: dict[str, Any] | None = None,
+    experiment: Any = None,
+    registry: Any = None,
     block_length: int | None = None,
     n_boot: int = DEFAULT_N_BOOT,
     level: float = DEFAULT_LEVEL,
@@ -85,8 +85,8 @@ def report(
     the self-contained page ``root/report.html``.
 
     The summary written to ``tables/recall.csv`` carries confidence intervals (block bootstrap
-    over queries, see :func:`vprbench.reporting.intervals.add_intervals`); ``published`` (with its
-    mapping, :func:`vprbench.reporting.published.load_published`) adds the published numbers to the page.
+    over queries, see :func:`vprbench.reporting.intervals.add_intervals`); ``experiment`` (an
+    :class:`~vprbench.running.experiments.Experiment`) adds its tables with the published numbers to the page.
     With ``protocol``, metrics are recomputed under it first and the tables are written as
     ``recall-<protocol>.*`` (the records are not changed). Sweeps (axes the records were swept
     over, and ``sweeps``) become ``tables/sweeps.md`` and ``plots/sweep-*.png``.
@@ -122,8 +122,10 @@ def report(
         from vprbench.reporting.html import ExtraTable, published_tables, write_html
 
         extra: list[ExtraTable] = []
-        if published is not None:
-            extra = published_tables(published, published_mapping or {}, records)
+        if experiment is not None:
+            from vprbench.plugins.registry import discover
+
+            extra = published_tables(experiment, records, registry or discover())
         paths["html"] = write_html(root / "report.html", with_ci, records, figures=figures, styles=styles,
                                    extra_tables=extra, title=f"vprbench results: {root.resolve().name}")
     return with_ci, paths
