@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -78,19 +76,19 @@ class NetVLADTrained(Method):
         import torch
 
         from vprbench.core.cache import cached_array
+        from vprbench.core.hashing import ContentHash
         from vprbench.core.progress import progress_bar
 
         if paths is None:
             raise DataError(f"method 'netvlad-trained' needs images: {what} has no image paths (a dataset given as descriptors)")
         ext = self._extractor(str(self._device))
-        h = hashlib.sha256(json.dumps(ext.params(), sort_keys=True).encode())
+        h = ContentHash(ext.params())
         for p in paths:
             try:
-                st = Path(p).stat()
+                h.add(Path(p).resolve()).add_file_identity(Path(p))
             except FileNotFoundError:
                 raise DataError(f"{p}: image file not found") from None
-            h.update(f"{Path(p).resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-        target = Path(ctx.cache_dir) / "features" / f"{h.hexdigest()[:20]}.npy" if ctx.cache_dir is not None else None
+        target = Path(ctx.cache_dir) / "features" / f"{h.hexdigest(20)}.npy" if ctx.cache_dir is not None else None
         backbone = ext.model[0]
 
         def compute() -> np.ndarray:
@@ -107,6 +105,7 @@ class NetVLADTrained(Method):
         import torch
 
         from vprbench import __version__
+        from vprbench.core.hashing import ContentHash
         from vprbench.learning.checkpoints import load_or_train
         from vprbench.learning.mining import TripletData
         from vprbench.learning.netvlad import FrameNetVLAD, kmeans
@@ -118,7 +117,7 @@ class NetVLADTrained(Method):
         fr = self.features(train.reference.image_paths, f"{train.dataset}/{train.reference.name}", ctx)
         data = TripletData.from_split(train, 1, features=(fq, fr))
         parts = {"method": self.info.name, "hyperparameters": hp, "seed": ctx.seed, "vprbench": __version__,
-                 "train_images": hashlib.sha256("\n".join(map(str, (*train.query.image_paths, *train.reference.image_paths))).encode()).hexdigest()[:20],
+                 "train_images": ContentHash(*train.query.image_paths, *train.reference.image_paths).hexdigest(20),
                  "train": train.fingerprint, "val": val.fingerprint if val is not None else "none"}
         model = FrameNetVLAD(hp["clusters"], fr.shape[1])
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import data_dir
 from PIL import Image
 
 from vprbench.core.errors import DataError
@@ -15,7 +15,7 @@ from vprbench.data.catalog import load_dataset
 from vprbench.data.loaders.nordland import nordland_filter, tunnel_segments
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("VPRBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 NORDLAND = DATA / "nordland-64x32"
 
 
@@ -151,6 +151,17 @@ needs_nordland = pytest.mark.skipif(not NORDLAND.is_dir(), reason=f"real data no
 def test_real_nordland_64x32_counts_and_splits():
     ds = load_dataset("nordland-64x32", DATA)
     m = ds.meta
+    # the counts, independently of the loader: a plain loop over the files with PIL applying the documented rule
+    # (tunnel: summer mean grey < 30; stationary: mean |difference| to the previous kept-or-not frame < 1 grey level
+    # in either season; the data README says "about 225" tunnels and "about 400" stationary pairs)
+    from PIL import Image
+
+    names = sorted(p.name for p in (NORDLAND / "summer").glob("*.png"))
+    grey = {s: [np.asarray(Image.open(NORDLAND / s / n).convert("L"), dtype=np.float64) for n in names] for s in ("summer", "winter")}
+    tunnel = [g.mean() < 30 for g in grey["summer"]]
+    stationary = [i > 0 and any(np.abs(grey[s][i] - grey[s][i - 1]).mean() < 1 for s in grey) for i in range(len(names))]
+    independent = (len(names), sum(tunnel), sum(s and not t for s, t in zip(stationary, tunnel)))
+    assert (m["frames_total"], m["tunnel_frames"], m["stationary_frames"]) == independent
     assert (m["frames_total"], m["tunnel_frames"], m["stationary_frames"], m["frames_kept"]) == (3576, 229, 400, 2947)
     assert len(ds.reference) == len(ds.queries["winter"]) == 2947
     assert ds.reference.dim == 2048 and ds.radius == 0.5

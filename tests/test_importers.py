@@ -172,7 +172,11 @@ def test_sequence_methods_run_on_imported_distances(tmp_path):
                 continue
             r = reg.create(name).rank(sd, ctx)
             assert r.indices.shape[0] == n, name
+            # the true match is on average more similar: every method finds most of them from the matrix alone
+            # (chance is 1/30), so a method that misreads the imported similarity as a distance fails here
+            hit = (r.indices[:, 0] == np.arange(n)).mean()
+            assert hit >= 0.6, (name, hit)
             ran.append(name)
-        assert "seqmatch" in ran
+        assert {"seqmatch", "seqslam", "gism", "gism-dp", "grh", "netvlad"} <= set(ran)
         r = reg.create("seqmatch").rank(sd, ctx)
     assert r.indices[10, 0] == 10

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from conftest import data_dir
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.catalog import get_definition, load_dataset
@@ -16,7 +17,7 @@ from vprbench.data.loaders.common import parse_splits
 from vprbench.data.loaders.seqnet_files import load_db_struct, load_descriptors, load_seq_bounds, load_split_indices
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("VPRBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+DATA = data_dir()
 STRUCTS = DATA / "seqnet-structs"
 needs_data = pytest.mark.skipif(not STRUCTS.is_dir(), reason=f"real data not found at {STRUCTS}")
 

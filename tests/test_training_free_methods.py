@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from conftest import make_toy_dataset
+from oracles import seqslam_reference
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
@@ -14,7 +15,7 @@ from vprbench.data.traverse import Traverse
 from vprbench.data.windows import gather_windows, traverse_windows
 from vprbench.matching.distances import DistanceSource, l2_normalise, pairwise_distances
 from vprbench.matching.graph import MAX_COST, CostRows, DimensionHash, binarise, dp_search, lazy_search, similarity_to_cost
-from vprbench.matching.seqslam import contrast_enhance, round_half_away, seqslam_match, seqslam_reference, velocity_range
+from vprbench.matching.seqslam import contrast_enhance, round_half_away, seqslam_match, velocity_range
 from vprbench.plugins.api import RunContext
 from vprbench.plugins.registry import default_registry
 

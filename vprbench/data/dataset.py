@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
 from vprbench.core.errors import DataError, unknown_name
+from vprbench.core.hashing import ContentHash
 from vprbench.data.groundtruth import GroundTruth
 from vprbench.data.protocol import DEFAULT_PROTOCOL, Protocol
 from vprbench.data.traverse import Traverse
@@ -72,13 +72,13 @@ class SplitData:
     @cached_property
     def fingerprint(self) -> str:
         """Content hash of the split as training sees it (descriptors, positions, segments, ground truth, radii)."""
-        h = hashlib.sha256()
+        h = ContentHash()
         for t in (self.reference, self.query):
             t.update_hash(h)
         if self.explicit_ground_truth is not None:  # validation recall (best epoch) depends on it
             h.update(self.explicit_ground_truth.indptr.tobytes() + self.explicit_ground_truth.indices.tobytes())
         h.update(repr((self.dataset, self.split, self.radius, self.nontrivial_radius, self.negative_radius)).encode())
-        return h.hexdigest()[:20]
+        return h.hexdigest(20)
 
     def training_positives(self) -> GroundTruth:
         """Non-trivial positives for training (within ``nontrivial_radius``)."""
@@ -236,7 +236,7 @@ class BenchmarkDataset:
         """Content hash of everything results depend on (cached; part of every cache key)."""
         if "fingerprint" in self.meta:
             return str(self.meta["fingerprint"])
-        h = hashlib.sha256()
+        h = ContentHash()
         for t in (self.reference, *self.queries.values()):
             t.update_hash(h)
         if self.distances is not None:
@@ -248,4 +248,4 @@ class BenchmarkDataset:
         for sname, s in self.splits.items():
             h.update(sname.encode() + s.reference.tobytes() + s.query.tobytes())
         h.update(repr((self.radius, self.nontrivial_radius, self.negative_radius)).encode())
-        return h.hexdigest()[:16]
+        return h.hexdigest(16)

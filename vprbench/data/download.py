@@ -20,7 +20,6 @@ under the final name.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -35,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.fileio import read_npy_header
+from vprbench.core.hashing import ContentHash
 
 if TYPE_CHECKING:
     from vprbench.data.catalog import DatasetDefinition
@@ -184,25 +185,17 @@ def require_data_dir(definition: DatasetDefinition, data_dir: Path | None) -> Pa
 
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return ContentHash().add_file(path, CHUNK).hexdigest(64)
 
 
 def npy_shape(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from a ``.npy`` header, without reading the array."""
     with open(path, "rb") as f:
         try:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            shape, _, dtype = read_npy_header(f)
         except ValueError as e:
             raise DataError(f"{path}: not a valid .npy file ({e})") from None
-    return tuple(int(s) for s in shape), dtype
+    return shape, dtype
 
 
 @dataclass(frozen=True)

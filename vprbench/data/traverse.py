@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -199,7 +198,7 @@ class Traverse:
         n = len(self)
         return np.tile(np.array([[0, n]], dtype=np.int64), (n, 1))
 
-    def update_hash(self, h: hashlib._Hash) -> None:
+    def update_hash(self, h: Any) -> None:
         """Feed everything results depend on (name, positions, segments, timestamps, descriptors,
         image paths) into the hash object ``h``; used by dataset fingerprints and model cache keys."""
         h.update(self.name.encode())

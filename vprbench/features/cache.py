@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +10,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vprbench.core.cache import cached_array
+from vprbench.core.codehash import package_modules_hash
 from vprbench.core.errors import DataError
+from vprbench.core.hashing import ContentHash, file_identity
 
 if TYPE_CHECKING:
     from vprbench.features.extractors import Extractor
@@ -28,20 +28,19 @@ def cache_root() -> Path:
 
 def _file_id(path: Path) -> str:
     """Name, size and modification time of a file (cheap identity for cache keys)."""
-    st = Path(path).stat()
-    return f"{Path(path).name}:{st.st_size}:{st.st_mtime_ns}"
+    return file_identity(path)
 
 
 def cache_key(dataset: str, traverse: str, extractor: Extractor, paths: Sequence[Path]) -> str:
     """16 hex digits identifying (dataset, traverse, extractor, its params, the image files)."""
-    h = hashlib.sha256()
-    h.update(json.dumps({"dataset": dataset, "traverse": traverse, "extractor": extractor.name, "params": extractor.params()}, sort_keys=True).encode())
+    h = ContentHash({"dataset": dataset, "traverse": traverse, "extractor": extractor.name, "params": extractor.params(),
+                     "code": package_modules_hash("features")})  # an edited front-end never serves old descriptors
     for p in paths:
         try:
-            h.update(_file_id(Path(p)).encode() + b"\n")
+            h.add_file_identity(Path(p))
         except FileNotFoundError:
             raise DataError(f"{p}: image file not found") from None
-    return h.hexdigest()[:16]
+    return h.hexdigest()
 
 
 def cached_descriptors(

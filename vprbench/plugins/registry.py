@@ -17,7 +17,6 @@ it (:meth:`Registry.create`), so plugins from ``--plugins`` compose like built-i
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import os
@@ -31,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from vprbench.core.errors import ConfigError, unknown_name
+from vprbench.core.hashing import stable_hash
 from vprbench.core.params import Stage
 from vprbench.plugins.api import Method
 from vprbench.plugins.specs import MethodSpec, parse_spec
@@ -146,7 +146,7 @@ def _folder_package(folder: Path, builtin: bool) -> str:
     if builtin:
         name = "vprbench_plugins_builtin"
     else:
-        name = f"vprbench_plugins_{hashlib.sha256(str(folder).encode()).hexdigest()[:10]}"
+        name = f"vprbench_plugins_{stable_hash(str(folder), 10)}"
     pkg = sys.modules.get(name)
     if pkg is None or list(getattr(pkg, "__path__", [])) != [str(folder)]:
         pkg = ModuleType(name, f"vprbench plugin folder {folder}")

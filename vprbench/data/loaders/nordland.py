@@ -83,16 +83,15 @@ def tunnel_segments(removed_tunnel: np.ndarray, kept: np.ndarray, min_frames: in
 
 def _cached_filter(root: Path, ref_name: str, q_names: list[str], names: list[str], mode: str, tunnel_max_mean: float, stationary_max_diff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`nordland_filter` over the images, cached (keyed by the files and the rule's parameters)."""
-    import hashlib
-
     from vprbench.core.fileio import save_npz_atomic
-    from vprbench.features.cache import _file_id, cache_root
+    from vprbench.core.hashing import ContentHash
+    from vprbench.features.cache import cache_root
 
-    h = hashlib.sha256(repr((ref_name, q_names, mode, tunnel_max_mean, stationary_max_diff)).encode())
+    h = ContentHash([ref_name, q_names, mode, tunnel_max_mean, stationary_max_diff], Path(__file__).read_bytes())
     for t in (ref_name, *q_names):
         for n in names:
-            h.update(_file_id(root / t / n).encode())
-    path = cache_root() / "nordland-filter" / f"{h.hexdigest()[:16]}.npz"
+            h.add_file_identity(root / t / n)
+    path = cache_root() / "nordland-filter" / f"{h.hexdigest()}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vprbench.core.errors import DataError
+from vprbench.core.fileio import read_npy_header
 
 if TYPE_CHECKING:
     pass
@@ -157,11 +158,7 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 
 def _read_npy_member(data: bytes, what: str) -> np.ndarray:
     f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    shape, fortran, dtype = read_npy_header(f)
     if dtype.hasobject:
         try:
             arr = _ArraysOnlyUnpickler(f, encoding="latin1").load()

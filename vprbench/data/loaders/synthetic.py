@@ -21,9 +21,6 @@ negative radius. The generative model and every parameter are documented in ``do
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +30,8 @@ from scipy.ndimage import gaussian_filter1d
 from scipy.spatial import cKDTree
 
 from vprbench.core.errors import ConfigError, UnknownNameError, unknown_name
+from vprbench.core.hashing import ContentHash
+from vprbench.core.params import Param, coerce_params
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
 from vprbench.data.traverse import Traverse, segment_bounds_from_ids
 
@@ -68,8 +67,8 @@ CORRUPTION_NONE, CORRUPTION_GLARE, CORRUPTION_OCCLUSION = 0, 1, 2
 
 
 def _p(default: Any, help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Any:
-    """A parameter field: default, one-line help (with unit) and an allowed range."""
-    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open})
+    """A parameter field: its :class:`~vprbench.core.params.Param` (default, help with unit, range)."""
+    return field(default=default, metadata={"param": Param(default, help, lo=lo, hi=hi, lo_open=lo_open)})
 
 
 @dataclass(frozen=True)
@@ -138,33 +137,29 @@ class SyntheticParams:
         return [f.name for f in fields(cls)]
 
     @classmethod
+    def spec(cls) -> dict[str, Param]:
+        """Every parameter's :class:`~vprbench.core.params.Param`."""
+        return {f.name: f.metadata["param"] for f in fields(cls)}
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "synthetic dataset") -> SyntheticParams:
         """Parameters from a mapping (TOML ``[params]`` or overrides), validated and coerced.
 
         Raises :class:`ConfigError` naming the parameter for unknown names, wrong types and
         out-of-range values.
         """
-        spec = {f.name: f for f in fields(cls)}
-        out: dict[str, Any] = {}
-        for key, value in values.items():
+        spec = cls.spec()
+        for key in values:
             if key not in spec:
                 raise _unknown_param(where, key, spec)
-            out[key] = _coerce(where, key, spec[key].default, value)
-        params = cls(**out)
+        params = cls(**coerce_params(spec, values, where, fill_defaults=False))
         params.validate(where)
         return params
 
     def validate(self, where: str = "synthetic dataset") -> None:
         """Check every range and the cross-parameter constraints; raise :class:`ConfigError`."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            _coerce(where, f.name, f.default, value)  # type check
-            lo, hi, lo_open = f.metadata["lo"], f.metadata["hi"], f.metadata["lo_open"]
-            if lo is not None and (value < lo or (lo_open and value == lo)):
-                op = ">" if lo_open else ">="
-                raise ConfigError(f"{where}: parameter {f.name!r} ({f.metadata['help']}) must be {op} {lo}, got {value!r}")
-            if hi is not None and value > hi:
-                raise ConfigError(f"{where}: parameter {f.name!r} ({f.metadata['help']}) must be <= {hi}, got {value!r}")
+        for name, param in self.spec().items():
+            param.coerce(getattr(self, name), name, where)
         if self.stop_frames_min > self.stop_frames_max:
             raise ConfigError(f"{where}: stop_frames_min ({self.stop_frames_min}) must be <= stop_frames_max ({self.stop_frames_max})")
         if not self.negative_radius_m > self.nontrivial_radius_m:
@@ -178,28 +173,6 @@ class SyntheticParams:
 def _unknown_param(where: str, key: str, known: Any) -> UnknownNameError:
     err = unknown_name("parameter", key, known)
     return UnknownNameError(f"{where}: {err} See docs/synthetic.md.")
-
-
-def _coerce(where: str, name: str, default: Any, value: Any) -> Any:
-    """``value`` as the type of ``default`` (int -> float allowed, numeric strings accepted)."""
-    kind = type(default)
-    if isinstance(value, bool) or (kind is str and not isinstance(value, str)):
-        raise ConfigError(f"{where}: parameter {name!r} expects a {kind.__name__} like {default!r}, got {value!r}")
-    if kind is str:
-        return value
-    try:
-        if isinstance(value, str):
-            value = float(value) if kind is float else int(value)
-        if kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError
-        return value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: parameter {name!r} expects a {'finite number' if kind is float else 'whole number'} like {default!r}, got {value!r}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,9 +436,10 @@ def _interp_xy(points: np.ndarray, spacing: float, s: np.ndarray) -> np.ndarray:
 
 
 def fingerprint(params: SyntheticParams, seed: int) -> str:
-    """Hash of (generator version, parameters, seed): identifies the generated data."""
-    blob = json.dumps({"generator": "vprbench.synthetic", "version": GENERATOR_VERSION, "params": asdict(params), "seed": int(seed)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """Hash of (the generator's code, its version, parameters, seed): identifies the generated data;
+    any edit of the generator changes it (so no result of another generator is ever served)."""
+    return ContentHash({"generator": "vprbench.synthetic", "version": GENERATOR_VERSION, "params": asdict(params), "seed": int(seed)},
+                       Path(__file__).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
