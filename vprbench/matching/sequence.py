@@ -33,9 +33,12 @@ def aggregate_diagonals(d: np.ndarray, seq_len: int) -> np.ndarray:
     nq, nr = d.shape
     if seq_len > nq or seq_len > nr:
         raise DataError(f"sequence length {seq_len} exceeds the distance matrix {d.shape}")
-    out = d[: nq - seq_len + 1, : nr - seq_len + 1].astype(np.float32, copy=True)
-    for k in range(1, seq_len):
-        out += d[k : nq - seq_len + 1 + k, k : nr - seq_len + 1 + k]
+    m, n = nq - seq_len + 1, nr - seq_len + 1
+    if seq_len == 1:
+        return d.astype(np.float32, copy=True)
+    out = np.add(d[:m, :n], d[1 : m + 1, 1 : n + 1], out=np.empty((m, n), dtype=np.float32), casting="same_kind")
+    for k in range(2, seq_len):
+        out += d[k : m + k, k : n + k]
     out /= seq_len
     return out
 
