@@ -90,7 +90,7 @@ def test_recall_loss_is_bounded_on_a_route():
         assert (idx[:, 0] == exact[0][:, 0]).mean() > 0.97
         found = idx[:, 0] == exact[0][:, 0]  # the same window has the same (exact) score
         np.testing.assert_allclose(dist[found, 0], exact[1][found, 0], rtol=1e-5, atol=1e-6)
-        assert np.all(dist[:, 0] >= exact[1][:, 0] - 1e-6)  # never better than the exhaustive optimum
+        assert np.all(dist[:, 0] >= exact[1][:, 0] * (1 - 1e-5) - 1e-6)  # never better than the exhaustive optimum (to rounding)
 
 
 def test_ties_go_to_the_lower_reference_index():

@@ -42,7 +42,8 @@ class CandidateSearch:
         k: per-frame candidates K (reference frames per query frame).
         nlist: IVF lists; None: round(sqrt(n_ref)) (at least 1, at most n_ref / 39).
         nprobe: IVF lists scanned per query frame (<= an explicit nlist; capped at the automatic
-            one; nprobe = nlist is exhaustive).
+            one; nprobe = nlist is exhaustive). A search-time setting, like efSearch: an index built
+            once serves several of them (:func:`set_search_params`).
         hnsw_m: HNSW neighbours per node (M).
         ef_search: HNSW search beam (efSearch; raised to K when smaller, as faiss does).
         ef_construction: HNSW construction beam (efConstruction).
@@ -110,7 +111,7 @@ def build_index(r: np.ndarray, search: CandidateSearch) -> Any:
             warnings.simplefilter("ignore")
             index.train(sample)
         index.add(r)
-        index.nprobe = int(min(search.nprobe, nlist))  # (an explicit nlist is >= nprobe, see __post_init__)
+        set_search_params(index, search)
         return index
     index = faiss.IndexHNSWFlat(dim, int(search.hnsw_m), faiss.METRIC_L2)
     index.hnsw.efConstruction = int(search.ef_construction)
@@ -120,16 +121,21 @@ def build_index(r: np.ndarray, search: CandidateSearch) -> Any:
         index.add(r)
     finally:
         faiss.omp_set_num_threads(threads)
-    index.hnsw.efSearch = int(search.ef_search)
+    set_search_params(index, search)
     return index
+
+
+def set_search_params(index: Any, search: CandidateSearch) -> None:
+    """Apply the search-time settings of ``search`` (nprobe, or efSearch raised to K) to a built index."""
+    if hasattr(index, "nprobe"):
+        index.nprobe = int(min(search.nprobe, index.nlist))
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = int(max(search.ef_search, search.k))
 
 
 def frame_candidates(index: Any, q: np.ndarray, k: int) -> np.ndarray:
     """[m, k'] int64 reference frames proposed for each query frame ``q`` [m, D] (-1: none), k' = min(k, n_ref)."""
-    k = min(int(k), int(index.ntotal))
-    if hasattr(index, "hnsw") and index.hnsw.efSearch < k:
-        index.hnsw.efSearch = k
-    _, idx = index.search(np.ascontiguousarray(q, dtype=np.float32), k)
+    _, idx = index.search(np.ascontiguousarray(q, dtype=np.float32), min(int(k), int(index.ntotal)))
     return idx.astype(np.int64, copy=False)
 
 
@@ -246,6 +252,11 @@ def candidate_topk(
         return np.full((nq, kk), -1, dtype=np.int64), np.full((nq, kk), np.inf, dtype=np.float32)
     if index is None:
         index = build_index(source.r, search)
+    elif int(index.ntotal) != source.n_ref or int(index.d) != source.r.shape[1]:
+        raise DataError(f"{source.what}: the given index holds {index.ntotal} x {index.d}-D vectors, expected the "
+                        f"{source.n_ref} x {source.r.shape[1]}-D reference descriptors")
+    else:
+        set_search_params(index, search)
     uq, q_inv = np.unique(q_starts, return_inverse=True)
     kc = min(kk, refs.starts.size)
     best_v = np.full((uq.size, kc), np.inf, dtype=np.float32)
