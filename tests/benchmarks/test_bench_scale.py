@@ -35,19 +35,24 @@ def _only_when_enabled(request):
 def big_route(n_ref: int, dim: int, q_lo: int, q_hi: int, noise: float, seed: int = 0, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Reference descriptors [n_ref, dim] along one route and query descriptors [q_hi - q_lo, dim] of places q_lo..q_hi-1.
 
-    Place appearance = 0.1 x random walk + N(0, 1) per frame; each traverse adds its own N(0, noise^2).
+    Place appearance = a smooth random walk (steps N(0, 0.1^2) per dimension, as in
+    test_bench_kernels.traverses, but mean-reverting over ~10,000 frames, so that its scale stays
+    ~7 instead of growing to ~100 over a million frames, where float32 distances of unit vectors
+    would lose most of their digits) + N(0, 1) per frame; each traverse adds its own N(0, noise^2).
     """
+    from scipy.signal import lfilter
+
+    keep = 1.0 - 1e-4  # AR(1) walk: w_t = keep * w_{t-1} + step_t
     rng = np.random.default_rng(seed)
     r = np.empty((n_ref, dim), dtype=np.float32)
     q = np.empty((q_hi - q_lo, dim), dtype=np.float32)
-    walk = np.zeros(dim, dtype=np.float32)
+    walk = np.zeros(dim)
     for lo in range(0, n_ref, chunk):
         hi = min(n_ref, lo + chunk)
-        base = np.cumsum(rng.standard_normal((hi - lo, dim), dtype=np.float32), axis=0)
-        base += walk
-        walk = base[-1].copy()
-        base *= 0.1
-        base += rng.standard_normal((hi - lo, dim), dtype=np.float32)
+        steps = 0.1 * rng.standard_normal((hi - lo, dim), dtype=np.float32)
+        w, _ = lfilter([1.0], [1.0, -keep], steps, axis=0, zi=keep * walk[None, :])
+        walk = w[-1]
+        base = w.astype(np.float32) + rng.standard_normal((hi - lo, dim), dtype=np.float32)
         r[lo:hi] = l2_normalise(base + noise * rng.standard_normal((hi - lo, dim), dtype=np.float32))
         a, b = max(lo, q_lo), min(hi, q_hi)
         if a < b:
@@ -174,9 +179,10 @@ def test_candidates_1m_references(benchmark):
     )
     assert seconds < 600
     assert rec_e - rec_c <= 0.01
+    # the same window gets the same score (to float32 rounding of d^2 = 2 - 2 q.r), and none beats the exhaustive optimum
     found = idx[sample, 0] == ex_idx[:, 0]
-    np.testing.assert_allclose(dist[sample][found, 0], ex_dist[found, 0], rtol=1e-5, atol=1e-6)
-    assert np.all(dist[sample, 0] >= ex_dist[:, 0] * (1 - 1e-5) - 1e-6)  # never better than the exhaustive optimum (to rounding)
+    np.testing.assert_allclose(dist[sample][found, 0] ** 2, ex_dist[found, 0] ** 2, rtol=1e-5, atol=2e-6)
+    assert np.all(dist[sample, 0] ** 2 >= ex_dist[:, 0] ** 2 - 2e-6)
 
 
 def test_candidate_recall_sweep(benchmark):

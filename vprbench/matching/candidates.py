@@ -107,9 +107,7 @@ def build_index(r: np.ndarray, search: CandidateSearch) -> Any:
                 "lists will be uneven, lower nlist",
                 stacklevel=3,
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            index.train(sample)
+        index.train(sample)
         index.add(r)
         set_search_params(index, search)
         return index
@@ -186,20 +184,25 @@ def frame_distances(source: DistanceSource, fq: np.ndarray, fr: np.ndarray) -> n
     return np.sqrt(d2, out=d2)
 
 
-def window_distances(source: DistanceSource, a: np.ndarray, s: np.ndarray, seq_len: int) -> np.ndarray:
+def window_distances(source: DistanceSource, a: np.ndarray, s: np.ndarray, seq_len: int, memory_mb: float = 512.0) -> np.ndarray:
     """Exact sequence distances [p] float32 of query windows starting at ``a`` [p] to reference windows at ``s`` [p].
 
     The mean over k = 0..L-1 of d(q[a + k], r[s + k]), summed in offset order then divided by L,
-    as the exhaustive path does.
+    as the exhaustive path does; in blocks of windows whose frame-pair temporaries fit ``memory_mb``.
     """
     offs = np.arange(seq_len)
-    d = frame_distances(source, (a[:, None] + offs).ravel(), (s[:, None] + offs).ravel()).reshape(a.size, seq_len)
-    acc = d[:, 0].copy()
-    for k in range(1, seq_len):
-        acc += d[:, k]
-    if seq_len > 1:
-        acc /= seq_len
-    return acc
+    out = np.empty(a.size, dtype=np.float32)
+    block = max(1, int(memory_mb * 2**20 // (seq_len * 40)))  # two int64 frame indices, norms and distances per pair
+    for lo in range(0, a.size, block):
+        aa, ss = a[lo : lo + block], s[lo : lo + block]
+        d = frame_distances(source, (aa[:, None] + offs).ravel(), (ss[:, None] + offs).ravel()).reshape(aa.size, seq_len)
+        acc = out[lo : lo + block]
+        acc[:] = d[:, 0]
+        for k in range(1, seq_len):
+            acc += d[:, k]
+        if seq_len > 1:
+            acc /= seq_len
+    return out
 
 
 def candidate_topk(
@@ -261,8 +264,8 @@ def candidate_topk(
     kc = min(kk, refs.starts.size)
     best_v = np.full((uq.size, kc), np.inf, dtype=np.float32)
     best_key = np.full((uq.size, kc), refs.sentinel, dtype=np.int64)
-    # query windows in chunks whose temporaries ([n, L, K] proposals, their pairs, gathered rows) fit the budget
-    per_window = seq_len * min(search.k, index.ntotal) * 8 * 6
+    # query windows in chunks whose temporaries ([n, L, K] proposals, their votes and pairs) fit the budget
+    per_window = seq_len * min(search.k, index.ntotal) * 8 * 8
     chunk = max(1, int(memory_mb * 2**20 // per_window))
     chunks = range(0, uq.size, chunk)
     if progress:
@@ -276,7 +279,7 @@ def candidate_topk(
         win, s = candidate_starts(cand, a, f0, seq_len, refs, min_votes)
         if win.size == 0:
             continue
-        dist = window_distances(source, a[win], s, seq_len)
+        dist = window_distances(source, a[win], s, seq_len, memory_mb)
         rows, cand_row = np.unique(win, return_inverse=True)
         merge_topk(best_v, best_key, lo + rows, cand_row, dist, refs.key_at[s - refs.lo])
     idx, dist = refs.expand(best_v, best_key, kk)
