@@ -164,7 +164,7 @@ def candidate_starts(
 def frame_distances(source: DistanceSource, fq: np.ndarray, fr: np.ndarray) -> np.ndarray:
     """Single-image distances [p] float32 of query frames ``fq`` [p] to reference frames ``fr`` [p].
 
-    d^2 = |q|^2 + |r|^2 - 2 q.r, clipped at 0, as :meth:`DistanceSource.tile` computes it; the dot
+    d^2 = |q|^2 + |r|^2 - 2 q.r as :meth:`DistanceSource.tile` computes it; the dot
     products come from faiss's indexed inner products (multi-threaded, no gathered copies), summed
     in another order than the matrix product, so values agree to float32 rounding.
     """
@@ -180,7 +180,7 @@ def frame_distances(source: DistanceSource, fq: np.ndarray, fr: np.ndarray) -> n
     d2 *= -2.0
     d2 += source.q_sqnorm[fq]
     d2 += source.r_sqnorm[fr]
-    np.maximum(d2, 0.0, out=d2)
+    np.abs(d2, out=d2)  # (the rounding residue of near-identical frames, as in DistanceSource.tile)
     return np.sqrt(d2, out=d2)
 
 
