@@ -303,3 +303,23 @@ def test_sequential_descriptor_topk_drop_excludes_references_and_masks_queries()
     assert (idx[qw[1], 0] == np.flatnonzero(qw[1])).all()  # identical traverses: each window matches itself
     idx2, dist2 = mask_queries(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.float32), np.array([True, False]))
     assert idx2.tolist() == [[0], [-1]] and np.isinf(dist2[1, 0])
+
+
+def test_blas_setting_restored_after_concurrent_calls():
+    # two kernels in two threads (as under a threaded scheduler): the BLAS thread count comes back
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+
+    before = blas_threads()
+    rng = np.random.default_rng(15)
+    q, r = _unit(rng, 1200, 8), _unit(rng, 300, 8)
+    qs, rs = np.arange(1196), np.arange(296)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: sequence_topk(q, r, qs, rs, 5, 3, threads=2), range(4)))
+    assert blas_threads() == before
+    for idx, _ in results[1:]:
+        np.testing.assert_array_equal(idx, results[0][0])

@@ -9,6 +9,9 @@ matrix product. Maps too large even for that: :mod:`vprbench.matching.candidates
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -105,6 +108,35 @@ def _tile_shape(seq_len: int, n_rows: int, n_cols: int, memory_mb: float, worker
         else:
             r = max(1, r // 2)
     return r, c
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMIT = None
+
+
+@contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """One BLAS thread per calling thread while any kernel needs it (process-wide, restored by the last user).
+
+    Counted, so that kernels running concurrently (e.g. in a threaded scheduler) do not restore
+    each other's saved setting in the wrong order.
+    """
+    global _BLAS_USERS, _BLAS_LIMIT
+    from threadpoolctl import threadpool_limits
+
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0 and _BLAS_LIMIT is not None:
+                _BLAS_LIMIT.restore_original_limits()
+                _BLAS_LIMIT = None
 
 
 def _blas_threads() -> int:
@@ -370,11 +402,8 @@ def sequence_topk_from(
         else:
             from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            from threadpoolctl import threadpool_limits
-
-            # one BLAS thread per worker: the workers are the parallelism (the limit is process-wide
-            # while it lasts, and restored after)
-            with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            # one BLAS thread per worker: the workers are the parallelism
+            with _single_threaded_blas(), ThreadPoolExecutor(workers) as pool:
                 for fut in as_completed([pool.submit(run, b) for b in range(len(blocks))]):
                     fut.result()
                     if bar is not None:
