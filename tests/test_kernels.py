@@ -95,22 +95,107 @@ def test_windows_never_mix_segments():
     assert set(rs[idx[0]].tolist()) <= {0, 5}
 
 
-def test_blocks_respect_the_memory_budget():
+def test_tiles_respect_the_memory_budget():
     rng = np.random.default_rng(4)
     seen = []
 
     class Recording(DistanceSource):
-        def block(self, lo, hi):
-            seen.append(hi - lo)
-            return super().block(lo, hi)
+        def tile(self, lo, hi, c_lo=0, c_hi=None, out=None):
+            seen.append((hi - lo, (self.n_ref if c_hi is None else c_hi) - c_lo))
+            return super().tile(lo, hi, c_lo, c_hi, out)
 
     src = Recording(_unit(rng, 400, 8), _unit(rng, 300, 8))
-    budget = 0.5  # MiB
-    idx, dist = sequence_topk_from(src, np.arange(396), np.arange(296), 5, 3, memory_mb=budget)
-    assert len(seen) > 1
-    assert max(seen) * 300 * 4 * 5 <= budget * 2**20 + 5 * 300 * 4 * 5
+    budget = 0.05  # MiB
+    idx, dist = sequence_topk_from(src, np.arange(396), np.arange(296), 5, 3, memory_mb=budget, threads=1)
+    tiles = [t for t in seen if t[0] > 1]  # (the 1-row probes that order the tiles are not temporaries)
+    assert len(tiles) > 4
+    # distances + diagonal sums + a gathered copy (float32) of one tile stay within the budget
+    assert max(3 * 4 * r * c for r, c in tiles) <= budget * 2**20
     full = sequence_topk_from(DistanceSource(src.q, src.r), np.arange(396), np.arange(296), 5, 3, memory_mb=1e4)
     assert np.array_equal(idx, full[0])
+    np.testing.assert_allclose(dist, full[1], rtol=1e-6)  # (the matrix product rounds by tile shape)
+
+
+def test_tile_equals_block_and_pairwise_distances():
+    rng = np.random.default_rng(12)
+    q, r = rng.normal(size=(9, 6)).astype(np.float32), rng.normal(size=(11, 6)).astype(np.float32)
+    src = DistanceSource(q, r, normalise=False)
+    np.testing.assert_array_equal(src.block(2, 7), pairwise_distances(q[2:7], r))
+    out = np.empty((5, 4), dtype=np.float32)
+    got = src.tile(2, 7, 3, 7, out=out)
+    assert got is out
+    np.testing.assert_allclose(got, src.block(2, 7)[:, 3:7], rtol=1e-6, atol=1e-6)
+    m = DistanceSource(matrix=np.arange(99, dtype=np.float64).reshape(9, 11))
+    np.testing.assert_array_equal(m.tile(1, 3, 4, 6, out=np.empty((2, 2), np.float32)), [[15, 16], [26, 27]])
+    np.testing.assert_array_equal(m.tile(1, 3, 4, 6), [[15, 16], [26, 27]])
+
+
+def naive_topk_from_matrix(d, qs, rs, L, k, rv=None):
+    """Windows ranked by the mean of the aligned matrix entries (float32, summed in offset order), ties to the lower index."""
+    d = d.astype(np.float32)
+    out = np.zeros((len(qs), len(rs)), dtype=np.float32)
+    for t, a in enumerate(qs):
+        for s, b in enumerate(rs):
+            acc = np.float32(d[a, b])
+            for j in range(1, L):
+                acc = np.float32(acc + d[a + j, b + j])
+            out[t, s] = acc / np.float32(L) if L > 1 else acc
+    if rv is not None:
+        out[:, ~rv] = np.inf
+    idx = np.argsort(out, axis=1, kind="stable")[:, :k]
+    dist = np.take_along_axis(out, idx, axis=1)
+    return np.where(np.isfinite(dist), idx, -1), dist
+
+
+@pytest.mark.parametrize("L", [1, 3, 5])
+def test_ties_go_to_the_lower_reference_index_across_tiles(monkeypatch, L):
+    # small integers: many exactly equal window distances, spread over many tiles, in any start order
+    import vprbench.matching.sequence as seq
+
+    monkeypatch.setattr(seq, "TILE_ROWS", 4)
+    monkeypatch.setattr(seq, "TILE_COLS", 8)
+    rng = np.random.default_rng(L)
+    d = rng.integers(0, 3, size=(40, 60)).astype(np.float32)
+    qs = np.arange(40 - L + 1)
+    rs = rng.permutation(np.repeat(np.arange(60 - L + 1), 2))  # every start twice, in random order
+    rv = rng.random(rs.size) > 0.2
+    for threads in (1, 2):
+        idx, dist = sequence_topk_from(DistanceSource(matrix=d), qs, rs, L, 7, r_valid=rv, threads=threads)
+        ref_idx, ref_dist = naive_topk_from_matrix(d, qs, rs, L, 7, rv)
+        np.testing.assert_array_equal(dist, ref_dist)
+        np.testing.assert_array_equal(idx, ref_idx)
+
+
+def test_decreasing_distances_and_shift_windows_equal_naive(monkeypatch):
+    # distances that fall towards the last reference defeat the early bounds: every tile has new best entries
+    import vprbench.matching.sequence as seq
+
+    monkeypatch.setattr(seq, "TILE_COLS", 16)
+    rng = np.random.default_rng(13)
+    n_q, n_r, L = 30, 200, 5
+    d = (n_r - np.arange(n_r))[None, :] + rng.random((n_q, n_r)) * 3
+    q_seg = segment_bounds_from_ids(np.repeat([0, 1], [14, 16]))
+    r_seg = segment_bounds_from_ids(np.repeat([0, 1, 2], [70, 60, 70]))
+    qs, _ = window_starts(q_seg, L, "shift")
+    rs, rv = window_starts(r_seg, L, "shift")  # repeated starts at each segment bound
+    idx, dist = sequence_topk_from(DistanceSource(matrix=d), qs, rs, L, 12, r_valid=rv)
+    ref_idx, ref_dist = naive_topk_from_matrix(d, qs, rs, L, 12, rv)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, rtol=1e-6)
+
+
+def test_threads_give_identical_results():
+    rng = np.random.default_rng(14)
+    q, r = _unit(rng, 700, 16), _unit(rng, 500, 16)
+    qs, rs = np.arange(0, 696, 3), np.arange(496)  # sparse query starts: gathered rows
+    one = sequence_topk(q, r, qs, rs, 5, 10, threads=1)
+    two = sequence_topk(q, r, qs, rs, 5, 10, threads=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    naive = naive_seq_dist(q, r, qs, rs, 5)
+    np.testing.assert_allclose(one[1], np.sort(naive, axis=1)[:, :10], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="threads"):
+        sequence_topk(q, r, qs, rs, 5, 10, threads=0)
 
 
 def test_matrix_source_equals_descriptor_source():
@@ -218,3 +303,23 @@ def test_sequential_descriptor_topk_drop_excludes_references_and_masks_queries()
     assert (idx[qw[1], 0] == np.flatnonzero(qw[1])).all()  # identical traverses: each window matches itself
     idx2, dist2 = mask_queries(np.zeros((2, 1), np.int64), np.zeros((2, 1), np.float32), np.array([True, False]))
     assert idx2.tolist() == [[0], [-1]] and np.isinf(dist2[1, 0])
+
+
+def test_blas_setting_restored_after_concurrent_calls():
+    # two kernels in two threads (as under a threaded scheduler): the BLAS thread count comes back
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+
+    before = blas_threads()
+    rng = np.random.default_rng(15)
+    q, r = _unit(rng, 1200, 8), _unit(rng, 300, 8)
+    qs, rs = np.arange(1196), np.arange(296)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: sequence_topk(q, r, qs, rs, 5, 3, threads=2), range(4)))
+    assert blas_threads() == before
+    for idx, _ in results[1:]:
+        np.testing.assert_array_equal(idx, results[0][0])

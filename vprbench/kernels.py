@@ -6,6 +6,7 @@ and :mod:`vprbench.data.windows`.
 """
 
 from vprbench.data.windows import check_seq_len, gather_windows, traverse_windows, window_indices, window_starts
+from vprbench.matching.candidates import CandidateSearch, candidate_topk
 from vprbench.matching.descriptors import nearest_neighbours, sequential_descriptor_topk, window_weighted_sum
 from vprbench.matching.distances import (
     DISTANCE_KINDS,
@@ -32,6 +33,8 @@ from vprbench.matching.sequence import aggregate_diagonals, sequence_distances, 
 from vprbench.matching.topk import mask_queries, topk_smallest
 
 __all__ = [
+    "CandidateSearch",
+    "candidate_topk",
     "SEQSLAM_MODES",
     "DimensionHash",
     "dp_search",

@@ -46,6 +46,30 @@ def topk_smallest(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(d, idx, axis=1)
 
 
+def merge_topk(
+    best_v: np.ndarray, best_key: np.ndarray, rows: np.ndarray, cand_row: np.ndarray, cand_v: np.ndarray, cand_key: np.ndarray
+) -> None:
+    """Merge candidates into running top-k lists, in place, ordered by (value, key) ascending.
+
+    ``best_v`` [n, k] float and ``best_key`` [n, k] int64 hold each list (unused slots: value inf
+    and a key larger than any real one). ``rows`` [m] are the lists that receive candidates;
+    candidate i goes to list ``rows[cand_row[i]]`` with value ``cand_v[i]`` and key ``cand_key[i]``.
+    Equal values keep the lower key first (the project's tie rule, with key = reference index).
+    """
+    m, k = rows.size, best_v.shape[1]
+    if m == 0:
+        return
+    all_row = np.concatenate([np.repeat(np.arange(m), k), cand_row])
+    all_v = np.concatenate([best_v[rows].ravel(), cand_v.astype(best_v.dtype, copy=False)])
+    all_key = np.concatenate([best_key[rows].ravel(), cand_key])
+    order = np.lexsort((all_key, all_v, all_row))
+    counts = k + np.bincount(cand_row, minlength=m)
+    first = np.cumsum(counts) - counts
+    sel = order[first[:, None] + np.arange(k)]
+    best_v[rows] = all_v[sel]
+    best_key[rows] = all_key[sel]
+
+
 def mask_queries(indices: np.ndarray, distances: np.ndarray, q_valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Set rows of queries that are not valid (no window) to no match: index -1, distance inf."""
     if q_valid is not None:
