@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from vprbench.kernels import CandidateSearch, candidate_topk, mask_queries, sequence_topk_from, split_distance_source, traverse_windows
+from vprbench.kernels import (
+    REDUCERS,
+    CandidateSearch,
+    candidate_topk,
+    mask_queries,
+    sequence_topk_from,
+    split_distance_source,
+    traverse_windows,
+)
 from vprbench.method import ConfigError, Method, MethodInfo, Param, Ranking, RunContext, SplitData
 
 
@@ -38,6 +46,8 @@ class SeqMatch(Method):
         needs=("distances",),
         params={
             "variant": Param("meanOfPairs", "aggregate all L aligned pairs or the centre only", ("meanOfPairs", "centerOnly")),
+            "reducer": Param("mean", "how the L aligned distances become one: mean (the papers'), median, trimmed-mean (without "
+                             "the largest and smallest), max", tuple(REDUCERS)),
             "search": Param("exact", "exhaustive matching, or candidate windows from a faiss index over reference frames", ("exact", "ivf", "hnsw")),
             "per_frame_k": Param(32, "candidate reference frames per query frame (K; search=ivf|hnsw)", lo=1, hi=4096),
             "min_votes": Param(1, "window offsets that must propose a reference window (1..L; search=ivf|hnsw)", lo=1),
@@ -50,6 +60,8 @@ class SeqMatch(Method):
     )
 
     def check_params(self) -> None:
+        if self.params["reducer"] != "mean" and self.params["search"] != "exact":
+            raise ConfigError("method 'seqmatch': reducer other than mean needs search=exact")
         p = self.params
         if p["nlist"] is not None and p["nprobe"] > p["nlist"]:
             raise ConfigError(f"method 'seqmatch': parameter 'nprobe' ({p['nprobe']}) must be <= 'nlist' ({p['nlist']})")
@@ -75,7 +87,7 @@ class SeqMatch(Method):
             if self.params["search"] == "exact":
                 idx, dist = sequence_topk_from(
                     source, q_starts, r_starts, ctx.seq_len, ctx.top_k, variant=self.params["variant"],
-                    memory_mb=ctx.memory_mb, r_valid=r_valid, progress=ctx.progress,
+                    memory_mb=ctx.memory_mb, r_valid=r_valid, progress=ctx.progress, reducer=self.params["reducer"],
                 )
             else:
                 idx, dist = candidate_topk(

@@ -323,3 +323,61 @@ def test_blas_setting_restored_after_concurrent_calls():
     assert blas_threads() == before
     for idx, _ in results[1:]:
         np.testing.assert_array_equal(idx, results[0][0])
+
+
+@pytest.mark.parametrize("name", ["median", "trimmed-mean", "max", "mean"])
+@pytest.mark.parametrize("seq_len", [1, 4, 5])
+def test_pluggable_reducers_equal_a_naive_loop(name, seq_len):
+    """A reducer of the L aligned distances (median, trimmed mean, ...) through the tiled kernel == a per-pair loop."""
+    from vprbench.matching.distances import DistanceSource
+    from vprbench.matching.sequence import REDUCERS, sequence_topk_from
+
+    rng = np.random.default_rng(seq_len)
+    q, r = rng.normal(size=(70, 8)).astype(np.float32), rng.normal(size=(90, 8)).astype(np.float32)
+    d = np.sqrt(((q[:, None, :] - r[None, :, :]) ** 2).sum(-1))
+    qs = np.clip(np.arange(70) - seq_len // 2, 0, 70 - seq_len)
+    rs = np.clip(np.arange(90) - seq_len // 2, 0, 90 - seq_len)
+    fn = REDUCERS[name] or (lambda a: a.mean(axis=0))
+    naive = np.array([[fn(np.array([[d[a + k, b + k]] for k in range(seq_len)]))[0] for b in rs] for a in qs])
+    order = np.lexsort((np.broadcast_to(np.arange(90), naive.shape), naive), axis=1)[:, :7]
+    src = DistanceSource(q, r, normalise=False)
+    for threads in (1, 2):
+        idx, dist = sequence_topk_from(src, qs, rs, seq_len, 7, reducer=name, memory_mb=0.05, threads=threads)
+        np.testing.assert_allclose(dist, np.take_along_axis(naive, order, 1), rtol=1e-5, atol=1e-5)
+        agree = (idx == order).mean()
+        assert agree > 0.99, agree  # (float ties aside)
+    with pytest.raises(Exception, match="unknown reducer 'mode'"):
+        sequence_topk_from(src, qs, rs, seq_len, 7, reducer="mode")
+
+
+def test_a_median_plugin_is_a_few_lines_and_equals_the_builtin_option(tmp_path):
+    from conftest import make_toy_dataset
+
+    from vprbench.data.views import ranking_view
+    from vprbench.plugins.api import RunContext
+    from vprbench.plugins.registry import discover
+
+    (tmp_path / "median.py").write_text('''
+import numpy as np
+from vprbench.kernels import mask_queries, sequence_topk_from, split_distance_source, traverse_windows
+from vprbench.method import Method, MethodInfo, Ranking
+
+
+class SeqMedian(Method):
+    info = MethodInfo(name="seqmatch-median", family="sequence-matching", summary="median of the L aligned distances")
+
+    def rank(self, split, ctx):
+        qs, qv = traverse_windows(split.query, ctx.seq_len, ctx.boundary)
+        rs, rv = traverse_windows(split.reference, ctx.seq_len, ctx.boundary)
+        idx, dist = sequence_topk_from(split_distance_source(split), qs, rs, ctx.seq_len, ctx.top_k, r_valid=rv,
+                                       reducer=lambda d: np.median(d, axis=0))
+        return Ranking(*mask_queries(idx, dist, qv))
+''')
+    reg = discover([tmp_path])
+    split = ranking_view(make_toy_dataset(n=200, noise=1.0).split("test"))
+    ctx = RunContext(seq_len=5, top_k=10)
+    a = reg.create("seqmatch-median").rank(split, ctx)
+    b = reg.create("seqmatch[reducer=median]").rank(split, ctx)
+    c = reg.create("seqmatch").rank(split, ctx)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)

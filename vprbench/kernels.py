@@ -29,10 +29,22 @@ from vprbench.matching.seqslam import (
     trajectory_offsets,
     velocity_range,
 )
-from vprbench.matching.sequence import aggregate_diagonals, sequence_distances, sequence_topk, sequence_topk_from, topk_from
+from vprbench.matching.sequence import (
+    REDUCERS,
+    Reducer,
+    aggregate_diagonals,
+    sequence_distances,
+    sequence_topk,
+    sequence_topk_from,
+    topk_from,
+    trimmed_mean,
+)
 from vprbench.matching.topk import mask_queries, topk_smallest
 
 __all__ = [
+    "REDUCERS",
+    "Reducer",
+    "trimmed_mean",
     "CandidateSearch",
     "candidate_topk",
     "SEQSLAM_MODES",
