@@ -120,3 +120,25 @@ def test_reproduce_end_to_end_writes_tables_joined_with_the_published_numbers(tm
     assert main(["reproduce", str(path), "--out", str(out)]) == 0
     again = pd.read_csv(out / "tables" / "synth-tiny-table2.csv", keep_default_na=False)
     pd.testing.assert_frame_equal(again, t2)
+
+
+COMMITTED = sorted(p.parent.parent for p in (ROOT / "results").glob("*/tables/*-table*.csv"))
+
+
+@pytest.mark.parametrize("folder", sorted(set(COMMITTED)), ids=lambda p: p.name)
+def test_committed_tables_match_the_records_they_were_made_from(folder, tmp_path):
+    """The tables committed under results/<experiment>/ are what its committed records give (no stale or hand-edited table)."""
+    from vprbench.reporting.experiment_tables import write_experiment_tables
+    from vprbench.reporting.published import runs_from_records
+    from vprbench.reporting.tables import load_records
+
+    exp = get_experiment(folder.name)
+    records = load_records(folder)
+    runs = runs_from_records(exp, records)
+    assert runs, f"{folder}: no records of experiment {exp.name}"
+    write_experiment_tables(exp, runs, records, tmp_path, REG, plots=False)
+    committed = sorted((folder / "tables").glob("*-table*.csv"))
+    assert committed and sorted(p.name for p in committed) == sorted(p.name for p in (tmp_path / "tables").glob("*-table*.csv"))
+    for path in committed:
+        pd.testing.assert_frame_equal(pd.read_csv(path, keep_default_na=False), pd.read_csv(tmp_path / "tables" / path.name, keep_default_na=False),
+                                      obj=str(path.relative_to(ROOT)))

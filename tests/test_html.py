@@ -133,7 +133,7 @@ def test_run_ends_with_the_page(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"results page: {tmp_path / 'report.html'}" in out
     text = (tmp_path / "report.html").read_text()
-    assert sorted(re.findall(r'<tr class="row[^"]*" data-label="([^"]+)"', text)) == ["netvlad", "seqmatch"]
+    assert sorted(re.findall(r'<tr class="row[^"]*" data-label="([^"]+)"', text)) == ["seqmatch", "single image (synthetic)"]
 
 
 # --- in a real browser ---------------------------------------------------------------------------

@@ -90,6 +90,10 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _display_labels(df: pd.DataFrame) -> pd.Series:
     """Row labels: the canonical label, plus what tells apart rows of one table that would otherwise share it."""
     label = df["label"].astype(str).copy()
+    # the single-image baseline is named for what it searches: "netvlad" only where the descriptors are NetVLAD
+    kind = df["descriptor_kind"].fillna("").astype(str) if "descriptor_kind" in df else pd.Series("", index=df.index)
+    baseline = (df["method"] == "netvlad") & (kind != "") & ~kind.str.lower().str.startswith("netvlad")
+    label[baseline] = label[baseline].str.replace("netvlad", "single image", n=1, regex=False) + " (" + kind[baseline] + ")"
     cross = df["train_dataset"].notna() & (df["train_dataset"] != df["dataset"])
     label[cross] = label[cross] + " (trained on " + df.loc[cross, "train_dataset"].astype(str) + ")"
     keys = [k for k in GROUP_KEYS if k in df]
