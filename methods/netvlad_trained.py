@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from vprbench.kernels import nearest_neighbours
-from vprbench.method import ConfigError, DataError, Method, MethodInfo, Param, Ranking, RunContext, SplitData, learned_params
+from vprbench.method import ConfigError, DataError, Method, MethodInfo, Param, Ranking, RunContext, SplitData, learned_params, method_code_hash
 
 
 class NetVLADTrained(Method):
@@ -118,7 +118,7 @@ class NetVLADTrained(Method):
         data = TripletData.from_split(train, 1, features=(fq, fr))
         parts = {"method": self.info.name, "hyperparameters": hp, "seed": ctx.seed, "vprbench": __version__,
                  "train_images": ContentHash(*train.query.image_paths, *train.reference.image_paths).hexdigest(20),
-                 "train": train.fingerprint, "val": val.fingerprint if val is not None else "none"}
+                 "train": train.fingerprint, "val": val.fingerprint if val is not None else "none", "code": method_code_hash(type(self))}
         model = FrameNetVLAD(hp["clusters"], fr.shape[1])
 
         def train_model() -> tuple[dict, dict]:

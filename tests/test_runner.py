@@ -441,3 +441,32 @@ def test_one_tie_rule_everywhere(tmp_path):
                 if dist[q, k] == dist[q, k + 1]:
                     assert idx[q, k] < idx[q, k + 1], (o.record["job"]["method"], q, idx[q], dist[q])
     assert any(o.record["metrics"]["ties_at_1"] > 0 for o in summary.outcomes)
+
+
+def test_a_read_only_model_cache_keeps_the_result_and_warns(tmp_path, monkeypatch):
+    import vprbench.learning.checkpoints as checkpoints
+
+    def read_only(path, state, config):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", read_only)
+    with pytest.warns(UserWarning, match="could not write the trained model to the cache .*Permission denied.*the result is kept"):
+        outcome = run(tmp_path, "seqnet-s1[epochs=1]").outcomes[0]
+    assert outcome.status == "done" and not outcome.record["job"]["training"]["cache_hit"]
+    assert "checkpoint" not in outcome.record["job"]["training"]
+
+
+def test_empty_reference_in_the_python_api_is_a_data_error():
+    from vprbench.kernels import nearest_neighbours
+
+    with pytest.raises(DataError, match="non-empty"):
+        nearest_neighbours(np.ones((3, 4), np.float32), np.ones((0, 4), np.float32), 2)
+
+
+def test_editing_the_training_code_never_serves_an_old_model(tmp_path, monkeypatch):
+    import vprbench.plugins.learned as learned
+
+    first = run(tmp_path, "seqnet-s1[epochs=1]").outcomes[0].record["job"]["training"]
+    monkeypatch.setattr(learned, "method_code_hash", lambda cls: "edited")
+    second = run(tmp_path, "seqnet-s1[epochs=1]", force=True).outcomes[0].record["job"]["training"]
+    assert first["cache_key"] != second["cache_key"] and not second["cache_hit"]

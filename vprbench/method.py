@@ -13,7 +13,7 @@ from vprbench.data.dataset import SplitData
 from vprbench.data.traverse import Traverse
 from vprbench.plugins.api import FAMILIES, Method, MethodInfo, Ranking, RunContext
 from vprbench.plugins.graph import GRAPH_PARAMS, GraphMatcher
-from vprbench.plugins.learned import TrainedSeqNetMethod, learned_params
+from vprbench.plugins.learned import TrainedSeqNetMethod, learned_params, method_code_hash
 from vprbench.plugins.sequential import WindowWeightedDescriptor
 from vprbench.plugins.specs import MethodSpec
 
@@ -35,6 +35,7 @@ __all__ = [
     "Traverse",
     "WindowWeightedDescriptor",
     "learned_params",
+    "method_code_hash",
 ]
 
 

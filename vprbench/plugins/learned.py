@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from vprbench.learning.models import SeqNetModel
 
 
+def method_code_hash(cls: type) -> str:
+    """Hash of a method class's plugin file and the vprbench modules it may run (for model cache keys)."""
+    import inspect
+    from pathlib import Path
+
+    from vprbench.core.codehash import code_hash
+
+    path = getattr(cls, "source_path", None) or inspect.getsourcefile(cls)
+    return code_hash(Path(path)) if path else "unknown"
+
+
 class TrainedSeqNetMethod(Method):
     """Base of the learned methods built on :class:`SeqNetModel` and :func:`train_triplet`.
 
@@ -53,6 +64,7 @@ class TrainedSeqNetMethod(Method):
             "train": train.fingerprint, "val": val.fingerprint if val is not None else "none", "vprbench": __version__,
             "train_dataset": train.dataset, "train_split": train.split,
             "device": ctx.device.split(":")[0],  # GPU and CPU training are not bit-identical
+            "code": method_code_hash(type(self)),  # an edited plugin or training engine never serves an old model
         }
 
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
