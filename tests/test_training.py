@@ -339,7 +339,7 @@ def test_mining_keeps_training_when_margins_are_met(toy_dataset):
     # a tiny margin: the identity start already separates almost every query by it
     runs = {}
     for adapt in (0.0, 0.6):
-        model, data, hp = _toy_engine(toy_dataset, margin=0.01, margin_adapt=adapt, margin_max=1.0, epochs=2)
+        model, data, hp = _toy_engine(toy_dataset, margin=0.01, margin_adapt=adapt, margin_growth=100.0, epochs=2)
         runs[adapt] = train_triplet(model, data, hp, 0, torch.device("cpu")).history
     # without adaptation (the papers) the toy set leaves no query with a violating negative: nothing trains
     assert all(h["trained_fraction"] == 0.0 and h["margin"] is None and h["hard_rounds"] == 0 for h in runs[0.0])
@@ -368,12 +368,12 @@ def test_cpu_preset_scales_with_the_training_set():
     assert (medium["pca_dim"], medium["epochs"]) == (512, 12) and (large["epochs"], large["lr"]) == (8, 1e-4)
     assert presets.resolve("seqmatchnet", "cpu-small") == small and presets.resolve("seqmatchnet", "cpu") == medium
     assert presets.concrete_preset("seqnet", "cpu", 999) == "cpu-small" and presets.concrete_preset("seqnet", "cpu", 1000) == "cpu-medium"
-    assert presets.resolve("seqvlad", "cpu", n_train_queries=50)["pca_dim"] == 128  # a method keeps its own setting
+    assert presets.resolve("seqvlad", "cpu", n_train_queries=50)["pca_dim"] == 512  # a method keeps its own setting
     # the paper preset does not scale, never adapts the margin and selects by Recall@5
     assert presets.resolve("seqmatchnet", "paper", n_train_queries=99) == presets.resolve("seqmatchnet", "paper")
     assert presets.resolve("seqmatchnet", "paper")["margin_adapt"] == 0.0 and presets.resolve("seqmatchnet", "paper")["select"] == "recall@5"
-    with pytest.raises(ConfigError, match="margin_max"):
-        presets.resolve("seqmatchnet", "cpu", {"margin_max": 0.1})
+    with pytest.raises(ConfigError, match="margin_growth"):
+        presets.resolve("seqmatchnet", "cpu", {"margin_growth": 0.5})
     with pytest.raises(UnknownNameError, match="preset"):
         presets.resolve("netvlad-trained", "cpu-small")
 

@@ -21,7 +21,7 @@ code (itself derived from the NetVLAD PyTorch training):
   ``max(d(q, p) - d(q, n) + margin, 0)``; ``d`` is the ``"single"`` or ``"seqmatch"`` distance.
 * Mining that keeps training (``margin_adapt`` > 0, the ``cpu`` presets): when fewer than that
   fraction of a round's queries have a violating negative, the round uses every negative as a
-  candidate and the smallest margin (<= ``margin_max``) that reaches the fraction, for mining and
+  candidate and the smallest margin (<= ``margin_growth`` x ``margin``) that reaches the fraction, for mining and
   loss alike (:func:`vprbench.learning.mining.adapt_margin`). The history records per epoch the
   fraction of training queries trained, the mean margin used and how many rounds adapted.
 * SGD (momentum, weight decay) or Adam, StepLR per epoch, validation after each epoch
@@ -269,7 +269,7 @@ def train_triplet(
             has_pos = pos >= 0
             if target > 0 and ((neg[:, 0] >= 0) & has_pos).sum() < target * has_pos.sum():
                 # mine harder: every negative is a candidate, and the margin grows until enough queries violate it
-                margin = adapt_margin(negative_gaps(dist, positives, non_negatives), margin, target, hp["margin_max"])
+                margin = adapt_margin(negative_gaps(dist, positives, non_negatives), margin, target, margin * hp.get("margin_growth", 1.0))
                 pos, neg = mine(dist, positives, non_negatives, rng, n_neg=n_neg, n_candidates=dist.shape[1],
                                 margin=margin, neg_cache=neg_cache[rows])
                 hard_rounds += 1

@@ -184,10 +184,12 @@ class TrainedSeqNetMethod(Method):
             select = t.get("select", "recall@5")
             e0, best = t.get("epoch0_val") or {}, t.get("best_val") or {}
             if e0:
+                kept = t.get("best_epoch", 0)
+                what = ("the kept model is its untrained initialisation" if kept == 0 else
+                        f"validation cannot tell the kept epoch {kept} from the untrained model")
                 log.warning("%s: training did not beat the untrained model on validation (%s %.3f at epoch 0, %.3f at the kept "
-                            "epoch %d of %d): this row is the method's initialisation, not a trained model",
-                            name, select, e0.get(select, float("nan")), best.get(select, float("nan")), t.get("best_epoch", 0),
-                            t.get("epochs_run", 0))
+                            "epoch %d of %d): %s", name, select, e0.get(select, float("nan")), best.get(select, float("nan")), kept,
+                            t.get("epochs_run", 0), what)
             else:
                 log.warning("%s: no training query had a margin-violating negative, so no optimiser step was made: "
                             "this row is the method's initialisation", name)
