@@ -411,3 +411,28 @@ def test_observe_adds_the_reference_map_to_the_projection(toy_dataset, tmp_path)
         b.observe(test)
     c = _fit("seqmatchnet", toy_dataset, ctx, pca_dim=8, pca_fit="train")
     assert c.training_info["pca"]["fit_rows"] == 2 * len(toy_dataset.split("train").query)
+
+
+def test_projection_capped_at_the_data_rank_with_a_warning():
+    import logging
+
+    ds = make_toy_dataset(dim=600)  # 600-D descriptors, 2 x (55 + 25) train + val frames to fit on
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: messages.append(r.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("vprbench").addHandler(handler)
+    try:
+        m = _fit("seqnet-s1", ds, RunContext(), pca_dim=512, epochs=1)
+    finally:
+        logging.getLogger("vprbench").removeHandler(handler)
+    rows = 2 * (len(ds.split("train").query) + len(ds.split("val").query))
+    assert m.training_info["pca"]["capped"] and m.training_info["pca"]["dim"] == m.model.pca_dim == rows
+    assert m.model.out_dim == rows  # the learned layer works on the kept dimensions, no zero padding
+    assert any(f"keeps {rows} of the 512 requested dimensions" in s for s in messages)
+
+
+def test_observed_map_of_other_dimension_is_a_data_error(toy_dataset):
+    m = default_registry().create("seqmatchnet", pca_dim=8, **FAST)
+    m.observe(make_toy_dataset(dim=12).split("test"))
+    with pytest.raises(DataError, match="observed map toy/test reference"):
+        m.fit(toy_dataset.split("train"), toy_dataset.split("val"), RunContext())

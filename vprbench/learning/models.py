@@ -227,7 +227,8 @@ class SeqGeMModel(WindowModel):
     Input [B, L, D_in] -> input stage -> per frame f_t = L2norm(W z_t + b) (D_out; JIST's frame
     descriptor ends in a fully connected layer and an L2 normalisation) -> per dimension
     g = (mean_t max(f_t, eps)^p)^(1/p) with a learned exponent p (initial ``p``, eps 1e-6: negative
-    entries are clamped, as the released code) -> L2-normalised [B, 1, D_out]. The final
+    entries are clamped, as the released code; p is used clamped at >= 0.1 so that 1/p stays finite,
+    our decision) -> L2-normalised [B, 1, D_out]. The final
     normalisation is our decision (the released code matches un-normalised descriptors; every method
     here compares unit vectors). ``init="identity"`` starts W as [I; -I] (each input direction and its
     negation, when D_out >= 2 H; otherwise the first D_out rows of that stack), so the clamp keeps
@@ -256,7 +257,8 @@ class SeqGeMModel(WindowModel):
 
     def layer(self, z: torch.Tensor) -> torch.Tensor:
         f = F.normalize(self.proj(z), dim=-1)  # [B, L, D_out]
-        g = f.clamp(min=self.eps).pow(self.p).mean(1).pow(1.0 / self.p)
+        p = self.p.clamp(min=0.1)
+        g = f.clamp(min=self.eps).pow(p).mean(1).pow(1.0 / p)
         return F.normalize(g, dim=-1)[:, None, :]
 
 

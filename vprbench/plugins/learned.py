@@ -52,7 +52,7 @@ class TrainedSeqNetMethod(Method):
         self.model: WindowModel | None = None
         self.training_info: dict[str, Any] = {}
         self._device: Any = "cpu"
-        self._observed: list[np.ndarray] = []
+        self._observed: list[tuple[str, np.ndarray]] = []
 
     def _resolve(self, n_train_queries: int | None) -> dict[str, Any]:
         from vprbench.learning.presets import HYPERPARAMETERS, concrete_preset, resolve
@@ -71,7 +71,7 @@ class TrainedSeqNetMethod(Method):
         if self.model is not None:
             raise ConfigError(f"method {self.info.name!r}: observe(split) must come before fit(), the model is trained already")
         if split.reference.descriptors is not None:
-            self._observed.append(split.reference.descriptors)
+            self._observed.append((f"{split.dataset}/{split.split} reference {split.reference.name!r}", split.reference.descriptors))
 
     def make_model(self, in_dim: int, hp: dict[str, Any], pca_dim: int) -> WindowModel:
         """The untrained network for ``in_dim``-D inputs projected to ``pca_dim`` (0: none)."""
@@ -96,7 +96,7 @@ class TrainedSeqNetMethod(Method):
         }
         if self._observed and self.resolved_params.get("pca_fit") == "all" and self.resolved_params.get("pca_dim"):
             h = hashlib.sha256()
-            for x in self._observed:
+            for _, x in self._observed:
                 h.update(np.ascontiguousarray(x).tobytes())
             parts["observed_maps"] = h.hexdigest()[:20]
         return parts
@@ -110,7 +110,11 @@ class TrainedSeqNetMethod(Method):
         held = (tr, va) if va is not None else None
         if self.resolved_params.get("pca_fit", "train") == "train":
             return tr, held
-        return np.concatenate([tr, *([va] if va is not None else []), *self._observed]), held
+        for what, x in self._observed:
+            if x.shape[1] != tr.shape[1]:
+                raise DataError(f"method {self.info.name!r}: observed map {what} has D={x.shape[1]} descriptors, the training "
+                                f"split D={tr.shape[1]}; expected equal dimensions")
+        return np.concatenate([tr, *([va] if va is not None else []), *(x for _, x in self._observed)]), held
 
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
         from vprbench.learning.checkpoints import load_or_train
@@ -187,9 +191,12 @@ class TrainedSeqNetMethod(Method):
                 kept = t.get("best_epoch", 0)
                 what = ("the kept model is its untrained initialisation" if kept == 0 else
                         f"validation cannot tell the kept epoch {kept} from the untrained model")
+                def score(v: dict) -> float:  # NaN is stored as null in records and checkpoints
+                    x = v.get(select)
+                    return float("nan") if x is None else float(x)
+
                 log.warning("%s: training did not beat the untrained model on validation (%s %.3f at epoch 0, %.3f at the kept "
-                            "epoch %d of %d): %s", name, select, e0.get(select, float("nan")), best.get(select, float("nan")), kept,
-                            t.get("epochs_run", 0), what)
+                            "epoch %d of %d): %s", name, select, score(e0), score(best), kept, t.get("epochs_run", 0), what)
             else:
                 log.warning("%s: no training query had a margin-violating negative, so no optimiser step was made: "
                             "this row is the method's initialisation", name)
