@@ -23,17 +23,20 @@ code (itself derived from the NetVLAD PyTorch training):
   fraction of a round's queries have a violating negative, the round uses every negative as a
   candidate and the smallest margin (<= ``margin_growth`` x ``margin``) that reaches the fraction, for mining and
   loss alike (:func:`vprbench.learning.mining.adapt_margin`). The history records per epoch the
-  fraction of training queries trained, the mean margin used and how many rounds adapted.
+  fraction of training queries trained, the mean margin used, how many rounds adapted, and the
+  seconds spent mining (cache refresh, distances, selection) within the epoch's seconds.
 * SGD (momentum, weight decay) or Adam, StepLR per epoch, validation after each epoch
   (:mod:`vprbench.learning.selection`: Recall@1/5/10 and MRR in the history; the kept epoch
   maximises the ``select`` score, ties to the higher MRR, then to the later epoch), early stopping
   after ``patience`` epochs without strict improvement. The untrained model is validated too
   ("epoch 0"), so training never ends worse on validation than its start, and a model that ends
   no better than epoch 0 is flagged ``untrained``.
-* Determinism: torch seeded and in deterministic mode, numpy draws from ``default_rng([seed, .])``,
-  a fixed number of CPU threads (half the cores, ``$VPRBENCH_TORCH_THREADS`` overrides) for torch
-  *and* for numpy's BLAS (threadpoolctl): the mining distances are numpy matrix products, and a
-  BLAS pool of its own default size fought torch's pinned pool for the same cores.
+* Determinism and threads: torch seeded and in deterministic mode, numpy draws from
+  ``default_rng([seed, .])``, one thread-pool size for torch *and* numpy's BLAS (threadpoolctl; the
+  mining distances are numpy matrix products): half the cores, at least 1, ``$VPRBENCH_TORCH_THREADS``
+  overrides both. Measured on 2 shared cores (3 epochs of seqmatchnet cpu-medium on nordland-64x32,
+  median of 3): at load ~6, BLAS at 1 thread 6.1 s vs 7.1 s at its default 2 (its idle threads spin
+  against torch's); at load ~2.5, 4.1 s vs 3.9 s. One rule that does not degrade under contention.
 
 Decisions where the sources are silent (documented, configurable through the presets): the 1,000
 candidates are drawn without replacement among the negatives of the query; ties in mining go to
@@ -252,14 +255,15 @@ def train_triplet(
         epoch0 = best_val = _scores(validate(model))
         best_key = selection_key(epoch0, select)
         history.append({"epoch": 0, "loss": None, "queries_trained": 0, "queries_skipped": 0, "trained_fraction": 0.0,
-                        "margin": None, "hard_rounds": 0, "lr": None, **val_record(epoch0), "seconds": 0.0})
+                        "margin": None, "hard_rounds": 0, "lr": None, **val_record(epoch0), "seconds": 0.0, "mining_seconds": 0.0})
     bar = progress_bar(range(1, hp["epochs"] + 1), enabled=progress, desc=desc)
     for epoch in bar:
         te = time.perf_counter()
         order = data.train_queries[rng.permutation(data.train_queries.size)]
-        total_loss, n_steps, n_trained, n_skipped, margin_sum, hard_rounds = 0.0, 0, 0, 0, 0.0, 0
+        total_loss, n_steps, n_trained, n_skipped, margin_sum, hard_rounds, mining_s = 0.0, 0, 0, 0, 0.0, 0, 0.0
         for c0 in range(0, order.size, hp["cache_refresh"]):
             rows = order[c0 : c0 + hp["cache_refresh"]]
+            tm = time.perf_counter()
             cache = _refresh_cache(model, apply, xq_all, xr_all, data)
             dist = _mining_distances(model, data, rows, hp["mining"], device, cache)
             positives, non_negatives = dense_rows(data.positives, rows), dense_rows(data.non_negatives, rows)
@@ -274,6 +278,7 @@ def train_triplet(
                                 margin=margin, neg_cache=neg_cache[rows])
                 hard_rounds += 1
             ok = (pos >= 0) & (neg[:, 0] >= 0)
+            mining_s += time.perf_counter() - tm
             neg_cache[rows[ok]] = neg[ok]
             n_skipped += int((~ok).sum())
             tq, tp, tn = rows[ok], pos[ok], neg[ok]
@@ -306,7 +311,7 @@ def train_triplet(
         scores = _scores(validate(model)) if validate is not None else None
         rec = {"epoch": epoch, "loss": total_loss / max(n_steps, 1), "queries_trained": n_trained, "queries_skipped": n_skipped,
                "trained_fraction": n_trained / max(order.size, 1), "margin": margin_sum / n_trained if n_trained else None,
-               "hard_rounds": hard_rounds, "lr": lr, **val_record(scores), "seconds": time.perf_counter() - te}
+               "hard_rounds": hard_rounds, "lr": lr, **val_record(scores), "seconds": time.perf_counter() - te, "mining_seconds": mining_s}
         history.append(rec)
         if scores is None or best_key is None:
             best_val, best_epoch = scores, epoch
