@@ -109,7 +109,7 @@ def plot_training_curves(records: Iterable[Mapping[str, Any]], out_dir: Path) ->
             if c.untrained:
                 title += "  (untrained: no better than epoch 0)"
             ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
         fig.suptitle(f"{job.get('label', '')} on {job.get('dataset', '')} (seed {job.get('seed', 0)})", fontsize=10)
         fig.tight_layout()
         path = curve_path(out_dir, record)
