@@ -1,4 +1,4 @@
-"""The one training engine shared by the learned methods (SeqNet, S_1, SeqMatchNet, ...).
+"""The one training engine shared by the learned methods (SeqNet, S_1, SeqMatchNet, SeqVLAD, SeqGeM, the NetVLAD layer).
 
 Triplet margin training on windows of the training split, as in the released SeqNet/SeqMatchNet
 code (itself derived from the NetVLAD PyTorch training):
@@ -15,14 +15,14 @@ code (itself derived from the NetVLAD PyTorch training):
 * Mining distance (pluggable): ``"single"`` = distance of the centre frames' outputs,
   ``"seqmatch"`` = mean of the L aligned frame distances (the L x L identity convolution over
   the cached distance matrix, :func:`vprbench.matching.sequence.aggregate_diagonals`), for per-frame models.
-  For models that output one descriptor per window (SeqNet, w > 1) both are that descriptor's
-  Euclidean distance.
+  For models that output one descriptor per window (SeqNet w > 1, SeqVLAD, SeqGeM) both are that
+  descriptor's Euclidean distance.
 * Loss (:func:`triplet_loss`): mean over the (query, negative) pairs of
   ``max(d(q, p) - d(q, n) + margin, 0)``; ``d`` is the ``"single"`` or ``"seqmatch"`` distance.
 * Mining that keeps training (``margin_adapt`` > 0, the ``cpu`` presets): when fewer than that
   fraction of a round's queries have a violating negative, the round uses every negative as a
-  candidate and the smallest margin (<= ``margin_growth`` x ``margin``) that reaches the fraction, for mining and
-  loss alike (:func:`vprbench.learning.mining.adapt_margin`). The history records per epoch the
+  candidate and the smallest margin (<= ``margin_growth`` x ``margin``) that reaches the fraction,
+  for mining and loss alike (:func:`vprbench.learning.mining.adapt_margin`). The history records per epoch the
   fraction of training queries trained, the mean margin used, how many rounds adapted, and the
   seconds spent mining (cache refresh, distances, selection) within the epoch's seconds.
 * SGD (momentum, weight decay) or Adam, StepLR per epoch, validation after each epoch
