@@ -37,7 +37,7 @@ class HVPR(Method):
             "shortlister": Param("seqnet", "method that shortlists references (a method spec)", type=Stage),
             "reranker": Param("seqnet-s1", "method that re-ranks the shortlist (a method spec)", type=Stage),
             "shortlist_k": Param(20, "references shortlisted per query (paper: 20)", lo=1),
-            "preset": Param("cpu", "preset passed to learned stages that do not set one", ("cpu", "paper")),
+            "preset": Param("cpu", "preset passed to learned stages that do not set one", ("cpu", "cpu-small", "cpu-medium", "cpu-large", "paper")),
         },
         smoke_params={"shortlister": "seqnet[epochs=2]", "reranker": "seqnet-s1[epochs=2]"},
     )
@@ -57,11 +57,21 @@ class HVPR(Method):
         }
         self.training_info: dict[str, object] = {}
 
+    def observe(self, split: SplitData) -> None:
+        """Pass the evaluation split's reference map on to stages that use one (see TrainedSeqNetMethod.observe)."""
+        for method in self.stages.values():
+            if hasattr(method, "observe"):
+                method.observe(split)
+
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
         for stage, method in self.stages.items():
             if method.info.trains:
                 method.fit(train, val, ctx)
                 self.training_info[stage] = getattr(method, "training_info", {})
+        # learned stages resolve preset=cpu by the training set's size in fit
+        self.resolved_params = {
+            stage: {"method": m.info.name, **getattr(m, "resolved_params", m.params)} for stage, m in self.stages.items()
+        }
 
     def rank(self, split: SplitData, ctx: RunContext) -> Ranking:
         k = self.params["shortlist_k"]

@@ -270,3 +270,169 @@ def test_paper_presets_restate_the_papers():
     # CLI strings are typed from the preset
     m = default_registry().create("seqmatchnet", epochs="3", lr="0.01", loss="single")
     assert m.resolved_params["epochs"] == 3 and m.resolved_params["lr"] == 0.01 and m.resolved_params["loss"] == "single"
+
+
+# -- model selection, mining that keeps training, thread pools, presets per scale ----------------
+
+def _toy_engine(ds, **hp):
+    """A per-frame model, the training data and resolved cpu hyperparameters of the toy dataset."""
+    data = TripletData.from_split(ds.split("train"), 5)
+    params = presets.resolve("seqmatchnet", "cpu", {"epochs": 4, "batch_size": 8, "patience": 0, **hp}, n_train_queries=data.train_queries.size)
+    return SeqNetModel(16, 0, 1, init="identity"), data, params
+
+
+def test_epoch_selection_ties_go_to_later_epoch_and_higher_mrr(toy_dataset):
+    from vprbench.learning.trainer import train_triplet
+
+    model, data, hp = _toy_engine(toy_dataset, select="recall@5")
+    # scripted validation: epoch 0 .. 4
+    script = iter([{"recall@5": 0.5, "mrr": 0.4}, {"recall@5": 0.7, "mrr": 0.5}, {"recall@5": 0.7, "mrr": 0.6},
+                   {"recall@5": 0.7, "mrr": 0.6}, {"recall@5": 0.6, "mrr": 0.9}])
+    res = train_triplet(model, data, hp, 0, torch.device("cpu"), validate=lambda m: next(script))
+    # 0.7 ties at epochs 1-3: higher MRR wins (2 over 1), equal MRR goes to the later epoch (3)
+    assert res.best_epoch == 3 and res.best_val == {"recall@5": 0.7, "mrr": 0.6} and res.untrained is False
+    assert [h["val_recall5"] for h in res.history] == [0.5, 0.7, 0.7, 0.7, 0.6]
+    # the kept weights are epoch 3's: training again for 3 epochs reproduces them
+    model3, data3, hp3 = _toy_engine(toy_dataset, select="recall@5", epochs=3)
+    train_triplet(model3, data3, hp3, 0, torch.device("cpu"))
+    assert torch.equal(model.state_dict()["conv.weight"], model3.state_dict()["conv.weight"])
+
+
+def test_no_better_than_epoch0_is_untrained(toy_dataset):
+    from vprbench.learning.trainer import train_triplet
+
+    model, data, hp = _toy_engine(toy_dataset)
+    flat = {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0, "mrr": 1.0}  # saturated validation
+    res = train_triplet(model, data, hp, 0, torch.device("cpu"), validate=lambda m: dict(flat))
+    assert res.untrained is True and res.best_epoch == 4  # ties: the last epoch is kept, but it is no better
+    res = train_triplet(*_toy_engine(toy_dataset), 0, torch.device("cpu"))
+    assert res.untrained is None  # no validation: unknown
+
+
+def test_patience_counts_epochs_without_strict_improvement(toy_dataset):
+    from vprbench.learning.trainer import train_triplet
+
+    model, data, hp = _toy_engine(toy_dataset, epochs=10, patience=2)
+    script = iter([{"mrr": 0.1}, {"mrr": 0.3}, {"mrr": 0.3}, {"mrr": 0.2}, {"mrr": 0.9}])
+    res = train_triplet(model, data, hp, 0, torch.device("cpu"), validate=lambda m: next(script))
+    assert len(res.history) == 4 and res.best_epoch == 2  # epochs 2 and 3 did not improve on 1: stop after 3
+
+
+def test_negative_gaps_and_adapted_margin():
+    from vprbench.learning.mining import adapt_margin, negative_gaps
+
+    dist = np.array([[0.2, 0.9, 0.5, np.inf], [0.4, 0.3, 0.8, 0.7], [0.1, 0.2, 0.3, 0.4]])
+    positives = np.array([[True, False, False, False], [True, True, False, False], [False, False, False, False]])
+    non_neg = positives | np.array([[False, False, True, False], [False] * 4, [False] * 4])
+    # q0: positive 0.2, negatives {1: 0.9} (2 is too close, 3 has no window) -> 0.7; q1: 0.3 vs min(0.8, 0.7) -> 0.4; q2: none
+    np.testing.assert_allclose(negative_gaps(dist, positives, non_neg), [0.7, 0.4, np.nan])
+    gaps = np.array([0.7, 0.4, np.nan, 0.05])
+    assert adapt_margin(gaps, 0.1, 0.2, 1.0) == 0.1  # 1 of 3 already violate 0.1
+    assert adapt_margin(gaps, 0.1, 0.6, 1.0) == pytest.approx(0.4 + 1e-6)  # 2 of 3 must: just above the 2nd gap
+    assert adapt_margin(gaps, 0.1, 1.0, 0.5) == 0.5  # capped
+    assert adapt_margin(gaps, 0.1, 0.0, 1.0) == 0.1
+
+
+def test_mining_keeps_training_when_margins_are_met(toy_dataset):
+    from vprbench.learning.trainer import train_triplet
+
+    # a tiny margin: the identity start already separates almost every query by it
+    runs = {}
+    for adapt in (0.0, 0.6):
+        model, data, hp = _toy_engine(toy_dataset, margin=0.01, margin_adapt=adapt, margin_growth=100.0, epochs=2)
+        runs[adapt] = train_triplet(model, data, hp, 0, torch.device("cpu")).history
+    # without adaptation (the papers) the toy set leaves no query with a violating negative: nothing trains
+    assert all(h["trained_fraction"] == 0.0 and h["margin"] is None and h["hard_rounds"] == 0 for h in runs[0.0])
+    for h in runs[0.6]:
+        assert h["trained_fraction"] >= 0.6 and h["hard_rounds"] >= 1 and h["margin"] > 0.01
+        assert h["queries_trained"] + h["queries_skipped"] == data.train_queries.size
+
+
+def test_thread_pools_set_for_torch_and_blas():
+    from threadpoolctl import threadpool_info
+
+    from vprbench.learning.trainer import deterministic
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before, torch_before = blas(), torch.get_num_threads()
+    with deterministic(0, threads=1):
+        assert torch.get_num_threads() == 1 and blas() and set(blas()) == {1}
+    assert blas() == before and torch.get_num_threads() == torch_before
+
+
+def test_cpu_preset_scales_with_the_training_set():
+    small, medium, large = (presets.resolve("seqmatchnet", "cpu", n_train_queries=n) for n in (99, 1139, 15000))
+    assert (small["pca_dim"], small["batch_size"], small["epochs"]) == (4096, 8, 20)
+    assert (medium["pca_dim"], medium["epochs"]) == (512, 12) and (large["epochs"], large["lr"]) == (8, 1e-4)
+    assert presets.resolve("seqmatchnet", "cpu-small") == small and presets.resolve("seqmatchnet", "cpu") == medium
+    assert presets.concrete_preset("seqnet", "cpu", 999) == "cpu-small" and presets.concrete_preset("seqnet", "cpu", 1000) == "cpu-medium"
+    assert presets.resolve("seqvlad", "cpu", n_train_queries=50)["pca_dim"] == 512  # a method keeps its own setting
+    # the paper preset does not scale, never adapts the margin and selects by Recall@5
+    assert presets.resolve("seqmatchnet", "paper", n_train_queries=99) == presets.resolve("seqmatchnet", "paper")
+    assert presets.resolve("seqmatchnet", "paper")["margin_adapt"] == 0.0 and presets.resolve("seqmatchnet", "paper")["select"] == "recall@5"
+    with pytest.raises(ConfigError, match="margin_growth"):
+        presets.resolve("seqmatchnet", "cpu", {"margin_growth": 0.5})
+    with pytest.raises(UnknownNameError, match="preset"):
+        presets.resolve("netvlad-trained", "cpu-small")
+
+
+def test_fit_records_scale_projection_and_untrained_warning(toy_dataset, caplog):
+    import logging
+
+    log = logging.getLogger("vprbench")
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
+    log.addHandler(handler)
+    try:
+        # pca_dim 8 < 16: a projection fitted on train + val (no labels), recorded; lr so small nothing moves
+        m = _fit("seqmatchnet", toy_dataset, RunContext(), pca_dim=8, lr=1e-12)
+    finally:
+        log.removeHandler(handler)
+    t = m.training_info
+    assert t["preset_resolved"] == m.resolved_params["preset_resolved"] == "cpu-small" and t["n_train_queries"] < 1000
+    assert t["pca"]["dim"] == 8 and t["pca"]["fit_rows"] == sum(len(toy_dataset.split(s).query) * 2 for s in ("train", "val"))
+    assert t["untrained"] is True and [h["epoch"] for h in t["history"]][0] == 0
+    assert any("did not beat the untrained model" in r for r in records)
+
+
+def test_observe_adds_the_reference_map_to_the_projection(toy_dataset, tmp_path):
+    ctx = RunContext(cache_dir=tmp_path)
+    test = toy_dataset.split("test")
+    a = _fit("seqmatchnet", toy_dataset, ctx, pca_dim=8)
+    b = default_registry().create("seqmatchnet", pca_dim=8, **FAST)
+    b.observe(test)
+    b.fit(toy_dataset.split("train"), toy_dataset.split("val"), ctx)
+    assert b.training_info["pca"]["fit_rows"] == a.training_info["pca"]["fit_rows"] + len(test.reference)
+    assert b.training_info["cache_key"] != a.training_info["cache_key"] and not b.training_info["cache_hit"]
+    with pytest.raises(ConfigError, match="before fit"):
+        b.observe(test)
+    c = _fit("seqmatchnet", toy_dataset, ctx, pca_dim=8, pca_fit="train")
+    assert c.training_info["pca"]["fit_rows"] == 2 * len(toy_dataset.split("train").query)
+
+
+def test_projection_capped_at_the_data_rank_with_a_warning():
+    import logging
+
+    ds = make_toy_dataset(dim=600)  # 600-D descriptors, 2 x (55 + 25) train + val frames to fit on
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: messages.append(r.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("vprbench").addHandler(handler)
+    try:
+        m = _fit("seqnet-s1", ds, RunContext(), pca_dim=512, epochs=1)
+    finally:
+        logging.getLogger("vprbench").removeHandler(handler)
+    rows = 2 * (len(ds.split("train").query) + len(ds.split("val").query))
+    assert m.training_info["pca"]["capped"] and m.training_info["pca"]["dim"] == m.model.pca_dim == rows
+    assert m.model.out_dim == rows  # the learned layer works on the kept dimensions, no zero padding
+    assert any(f"keeps {rows} of the 512 requested dimensions" in s for s in messages)
+
+
+def test_observed_map_of_other_dimension_is_a_data_error(toy_dataset):
+    m = default_registry().create("seqmatchnet", pca_dim=8, **FAST)
+    m.observe(make_toy_dataset(dim=12).split("test"))
+    with pytest.raises(DataError, match="observed map toy/test reference"):
+        m.fit(toy_dataset.split("train"), toy_dataset.split("val"), RunContext())

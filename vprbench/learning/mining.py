@@ -8,6 +8,9 @@
   distance; negatives are the ``n_neg`` hardest margin-violating references among
   ``n_neg_candidates`` random references outside the negative radius plus the query's negatives
   from its previous round; a query without a violating negative is skipped.
+* When too few queries have a violating negative (``margin_adapt``, :func:`adapt_margin`), a round
+  mines harder: every negative of the query is a candidate, and the margin grows to the smallest
+  value at which the target fraction of queries has one (:func:`negative_gaps`), capped.
 * Mining distance: ``"single"`` = distance of the centre frames' outputs, ``"seqmatch"`` = mean
   of the L aligned frame distances, for per-frame models. For models that output one descriptor
   per window (SeqNet, w > 1) both are that descriptor's Euclidean distance.
@@ -116,6 +119,36 @@ def mine(
         neg = np.pad(neg, ((0, 0), (0, n_neg - neg.shape[1])), constant_values=-1)
     neg[pos < 0] = -1
     return pos, neg.astype(np.int64)
+
+
+def negative_gaps(dist: np.ndarray, positives: np.ndarray, non_negatives: np.ndarray) -> np.ndarray:
+    """[nq] distance of each query's hardest negative (over all its negatives) minus that of its closest positive.
+
+    A negative violates margin m iff its distance is below d(q, p) + m, so a query has a violating
+    negative iff its gap is below m. NaN for queries without a positive or without a negative.
+    """
+    d_pos = np.where(positives, dist, np.inf).min(axis=1) if dist.shape[1] else np.full(len(dist), np.inf)
+    d_neg = np.where(non_negatives | ~np.isfinite(dist), np.inf, dist).min(axis=1) if dist.shape[1] else np.full(len(dist), np.inf)
+    ok = np.isfinite(d_pos) & np.isfinite(d_neg)
+    return np.where(ok, d_neg - np.where(ok, d_pos, 0.0), np.nan)
+
+
+def adapt_margin(gaps: np.ndarray, margin: float, target: float, margin_max: float) -> float:
+    """The smallest margin >= ``margin`` (and <= ``margin_max``) at which a ``target`` fraction of queries has a violating negative.
+
+    ``gaps`` from :func:`negative_gaps` (NaN = query without positive or negative, ignored). The
+    margin only grows: already enough violators (or ``target`` 0) -> ``margin``.
+
+    >>> adapt_margin(np.array([0.1, 0.5, 0.9, 1.3]), 0.3, 0.5, 2.0)  # 2 of 4 need gap < m: m just above 0.5
+    0.500001
+    """
+    g = np.sort(np.asarray(gaps, dtype=np.float64)[np.isfinite(gaps)])
+    if target <= 0 or g.size == 0:
+        return float(margin)
+    need = int(np.ceil(target * g.size))
+    if (g < margin).sum() >= need:
+        return float(margin)
+    return float(min(max(margin, g[need - 1] + 1e-6), margin_max))
 
 
 @dataclass
