@@ -8,7 +8,18 @@ from typing import Any
 import numpy as np
 
 from vprbench.kernels import nearest_neighbours
-from vprbench.method import ConfigError, DataError, Method, MethodInfo, Param, Ranking, RunContext, SplitData, learned_params, method_code_hash
+from vprbench.method import (
+    ConfigError,
+    DataError,
+    Method,
+    MethodInfo,
+    Param,
+    Ranking,
+    RunContext,
+    SplitData,
+    learned_params,
+    method_code_hash,
+)
 
 
 class NetVLADTrained(Method):

@@ -21,7 +21,7 @@ from vprbench.cli.main import main
 from vprbench.reporting.html import ExtraFigure, ExtraTable, render_html
 from vprbench.reporting.intervals import add_intervals
 from vprbench.reporting.report import report
-from vprbench.running.runner import example_path
+from vprbench.running.layout import example_path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

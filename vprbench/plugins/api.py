@@ -239,6 +239,11 @@ class Method(ABC):
                 changed[key] = value
         return format_spec(self.info.name, changed)
 
+    def observe(self, split: SplitData) -> None:
+        """Called by the runner before :meth:`fit` with the evaluation split's ranking view (descriptors,
+        no positions or labels), for methods whose unsupervised parts may see the map (e.g. an input
+        projection fitted on it). Default: nothing."""
+
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
         """Learn from the training split (and validate on ``val``). Training-free methods skip it."""
 

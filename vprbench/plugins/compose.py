@@ -79,6 +79,9 @@ class Composed(Method):
         tag = f"frontend {self.frontend.label}"
         return replace(split, query=split.query.with_descriptors(q, tag), reference=split.reference.with_descriptors(r, tag), distances=None)
 
+    def observe(self, split: SplitData) -> None:
+        self.frontend.observe(split)
+
     def fit(self, train: SplitData, val: SplitData | None, ctx: RunContext) -> None:
         if self.frontend.info.trains:
             self.frontend.fit(train, val, ctx)

@@ -7,13 +7,13 @@ plugins (``vprbench list``) stays fast.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.hashing import ContentHash
 from vprbench.core.params import Param
 from vprbench.data.dataset import SplitData
 from vprbench.data.traverse import Traverse
@@ -108,10 +108,7 @@ class TrainedSeqNetMethod(Method):
             "code": method_code_hash(type(self)),  # an edited plugin or training engine never serves an old model
         }
         if self._observed and self.resolved_params.get("pca_fit") == "all" and self.resolved_params.get("pca_dim"):
-            h = hashlib.sha256()
-            for _, x in self._observed:
-                h.update(np.ascontiguousarray(x).tobytes())
-            parts["observed_maps"] = h.hexdigest()[:20]
+            parts["observed_maps"] = ContentHash(*(x for _, x in self._observed)).hexdigest(20)
         return parts
 
     def _pca_inputs(self, train: SplitData, val: SplitData | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:

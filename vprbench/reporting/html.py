@@ -198,7 +198,8 @@ def provenance(records: list[dict[str, Any]], row: pd.Series | None = None) -> s
         return "<em>no records</em>"
     job = records[0]["job"]
     items: list[tuple[str, str]] = [("method", f"<code>{_e(job.get('method'))}</code> ({_e(job.get('family'))})")]
-    items.append(("parameters given", _value(job.get("user_params") or {})))
+    items.append(("specs given", _value(job.get("user_labels") or [job.get("label")])))
+    items.append(("code", _value(job.get("code") or {})))
     resolved = job.get("resolved_params") or {k: v for k, v in (job.get("params") or {}).items() if v is not None}
     items.append(("parameters used", _value(resolved)))
     preset = (job.get("resolved_params") or {}).get("preset") or (job.get("params") or {}).get("preset")

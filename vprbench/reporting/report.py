@@ -116,6 +116,10 @@ def report(
     figures: dict[tuple, list[Path]] = {}
     if plots or html:
         figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)
+        from vprbench.reporting.training_curves import plot_training_curves
+
+        for i, p in enumerate(plot_training_curves(records, root / "plots" / "training")):  # one small plot per learned record
+            paths[f"training{i}"] = p
         for i, p in enumerate(p for ps in figures.values() for p in ps):
             paths[f"plot{i}"] = p
     if html:

@@ -67,7 +67,7 @@ def training_curves(record: Mapping[str, Any]) -> list[Curve]:
 
 def curve_path(out_dir: Path, record: Mapping[str, Any]) -> Path:
     """``<out_dir>/training-<dataset>-<label>-seed<S>-<key[:8]>.png`` (file-system safe)."""
-    from vprbench.running.runner import slug
+    from vprbench.running.layout import slug
 
     job = record.get("job") or {}
     name = f"training-{slug(str(job.get('dataset', 'dataset')))}-{slug(str(job.get('label', job.get('method', 'method'))))}"

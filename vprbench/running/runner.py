@@ -405,6 +405,7 @@ class Runner:
             if method.info.trains:
                 train = train_ds.split("train")
                 val = train_ds.split("val") if "val" in train_ds.splits else None
+                method.observe(ranking_view(test))  # unlabelled: e.g. an input projection that may see the map
                 with ctx.timings("fit"):
                     method.fit(train, val, ctx)
             ctx.dataset_fingerprint = ds.fingerprint
