@@ -96,7 +96,7 @@ def test_sparse_mat_descriptors_run_distance_methods_like_dense(tmp_path):
     (tmp_path / "d.toml").write_text(text.replace('name = "matpair"', 'name = "dense"'))
     ds_dense = load_dataset(str(tmp_path / "d.toml"), tmp_path)
     reg = default_registry()
-    for name in ("seqmatch", "seqslam", "gism", "netvlad", "smoothing"):
+    for name in ("seqmatch", "seqslam", "gism", "gism-dp", "grh", "netvlad", "smoothing", "delta"):
         out = []
         for ds in (ds_sparse, ds_dense):
             method = reg.create(name)
@@ -174,3 +174,50 @@ def test_vpr_tutorial_ground_truth_from_mat_sparse(tmp_path):
     assert gt.positives(4).tolist() == [4] and gt.soft.positives(4).tolist() == [4, 5]
     assert ds.distance_kind == "similarity" and np.allclose(ds.distances, s.T, atol=1e-6)  # the similarity is kept as imported
     assert describe(tmp_path / "GT.mat") == "a MATLAB v5 .mat file"
+
+
+def _sparse_and_dense_pair(tmp_path: Path, splits: str | None) -> tuple:
+    """The same codes as a sparse .mat pair and a dense .npy pair (noisy queries so training has work to do)."""
+    base, noise = sparse_codes(160, 200, 20, 7), sparse_codes(160, 200, 20, 8)
+    r, q = base, base + noise * 1.5
+    path = Path(_mat_pair(tmp_path, q, r))
+    text = path.read_text()
+    if splits:
+        text += f"splits = {splits}\nnontrivial_tolerance = 1\nnegative_tolerance = 10\n"
+    path.write_text(text)
+    np.save(tmp_path / "ref.npy", r.toarray().astype(np.float32))
+    np.save(tmp_path / "qry.npy", q.toarray().astype(np.float32))
+    (tmp_path / "d.toml").write_text(text.replace("ref.mat", "ref.npy").replace("qry.mat", "qry.npy").replace('name = "matpair"', 'name = "dense"'))
+    return load_dataset(str(path), tmp_path), load_dataset(str(tmp_path / "d.toml"), tmp_path)
+
+
+@pytest.mark.parametrize("name", ["seqnet-s1", "seqmatchnet", "seqvlad"])
+def test_learned_methods_train_and_rank_on_sparse_codes_like_dense(tmp_path, name):
+    """Learned methods densify sparse inputs (within the limit): the same model and ranking as from dense arrays."""
+    from vprbench.plugins.api import RunContext
+    from vprbench.plugins.registry import default_registry
+
+    splits = "{ train = { reference = [0.0, 0.5], query = [0.0, 0.5] }, test = { reference = [0.55, 1.0], query = [0.55, 1.0] } }"
+    ds_sparse, ds_dense = _sparse_and_dense_pair(tmp_path, splits)
+    assert ds_sparse.reference.sparse
+    out = []
+    for ds in (ds_sparse, ds_dense):
+        method = default_registry().create(name, epochs=2)
+        ctx = RunContext(seed=0, seq_len=3, top_k=5, cache_dir=tmp_path / f"cache-{ds.name}")
+        method.fit(ds.split("train"), None, ctx)
+        assert sum(h["queries_trained"] for h in method.training_info["history"]) > 0  # optimiser steps were made
+        out.append(method.rank(ds.split("test"), ctx))
+    assert np.array_equal(out[0].indices, out[1].indices)
+    assert np.allclose(out[0].distances, out[1].distances, atol=1e-4)
+
+
+def test_trained_methods_without_a_train_split_are_skipped_with_the_reason(tmp_path, capsys):
+    from vprbench.cli.main import main
+
+    _sparse_and_dense_pair(tmp_path, None)
+    rc = main(["run", "--methods", "seqnet-s1,seqmatch", "--dataset", str(tmp_path / "m.toml"), "--data-dir", str(tmp_path),
+               "--out", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 0
+    assert "seqnet-s1 (trains, but dataset 'matpair' has no 'train' split (splits: test); give --train-dataset DATASET)" in err
+    assert (tmp_path / "out" / "records" / "matpair" / "seqmatch").is_dir() and not (tmp_path / "out" / "records" / "matpair" / "seqnet-s1").exists()

@@ -28,6 +28,7 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.dataset import SplitData
 from vprbench.data.groundtruth import GroundTruth
+from vprbench.data.traverse import dense_descriptors
 from vprbench.data.windows import check_seq_len, traverse_windows
 from vprbench.matching.distances import pairwise_distances
 from vprbench.matching.topk import topk_smallest
@@ -186,7 +187,7 @@ class TripletData:
                     raise DataError(f"{what}: traverse {t.name!r} has no per-frame descriptors; learned methods train on descriptors")
             if split.reference.dim != split.query.dim:
                 raise DataError(f"{what}: reference D={split.reference.dim} but query D={split.query.dim}; expected equal dimensions")
-            features = (split.query.descriptors, split.reference.descriptors)
+            features = tuple(dense_descriptors(t.descriptors, f"{what}: traverse {t.name!r}") for t in (split.query, split.reference))
         pos_r = split.nontrivial_radius or split.radius
         neg_r = split.negative_radius or split.radius
         if neg_r < pos_r or (split.negative_radius is not None and not neg_r > pos_r):

@@ -103,7 +103,7 @@ class DimensionHash:
 
         x = ref_descriptors  # dense or scipy.sparse rows (densified one block at a time)
         # sparse [nr, D] bit matrix built in row blocks: its non-zeros are the inverted index's postings
-        self.bits = sp.vstack([sp.csr_matrix(binarise(dense_descriptors(x[i : i + block], 'GRH hash')), dtype=np.float32) for i in range(0, len(x), block)]).tocsr()
+        self.bits = sp.vstack([sp.csr_matrix(binarise(dense_descriptors(x[i : i + block], 'GRH hash')), dtype=np.float32) for i in range(0, x.shape[0], block)]).tocsr()
         counts = np.asarray(self.bits.sum(axis=0)).ravel()
         n = self.bits.shape[0]
         self.weights = np.where(counts > 0, np.log(n / np.maximum(counts, 1.0)), 0.0).astype(np.float32)

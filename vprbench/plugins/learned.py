@@ -16,7 +16,7 @@ from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.hashing import ContentHash
 from vprbench.core.params import Param
 from vprbench.data.dataset import SplitData
-from vprbench.data.traverse import Traverse
+from vprbench.data.traverse import Traverse, dense_descriptors
 from vprbench.data.windows import traverse_windows
 from vprbench.plugins.api import Method, Ranking, RunContext
 
@@ -83,7 +83,8 @@ class TrainedSeqNetMethod(Method):
         if self.model is not None:
             raise ConfigError(f"method {self.info.name!r}: observe(split) must come before fit(), the model is trained already")
         if split.reference.descriptors is not None:
-            self._observed.append((f"{split.dataset}/{split.split} reference {split.reference.name!r}", split.reference.descriptors))
+            what = f"{split.dataset}/{split.split} reference {split.reference.name!r}"
+            self._observed.append((what, dense_descriptors(split.reference.descriptors, what)))
 
     def make_model(self, in_dim: int, hp: dict[str, Any], pca_dim: int) -> WindowModel:
         """The untrained network for ``in_dim``-D inputs projected to ``pca_dim`` (0: none)."""
@@ -113,10 +114,10 @@ class TrainedSeqNetMethod(Method):
 
     def _pca_inputs(self, train: SplitData, val: SplitData | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
         """Unlabelled descriptors the input projection is fitted on, and (train, val) rows for the held-out estimate."""
-        tr = np.concatenate([train.reference.descriptors, train.query.descriptors])
+        tr = np.concatenate([dense_descriptors(t.descriptors, f"training traverse {t.name!r}") for t in (train.reference, train.query)])
         va = None
         if val is not None and val.reference.descriptors is not None and val.query.descriptors is not None:
-            va = np.concatenate([val.reference.descriptors, val.query.descriptors])
+            va = np.concatenate([dense_descriptors(t.descriptors, f"validation traverse {t.name!r}") for t in (val.reference, val.query)])
         held = (tr, va) if va is not None else None
         if self.resolved_params.get("pca_fit", "train") == "train":
             return tr, held
@@ -239,13 +240,14 @@ class TrainedSeqNetMethod(Method):
         r_starts, r_valid = traverse_windows(split.reference, L, ctx.boundary)
         q_starts = safe_starts(q_starts, len(split.query), L)
         r_starts = safe_starts(r_starts, len(split.reference), L)
+        q_desc = dense_descriptors(split.query.descriptors, f"{self.info.name} input (query traverse {split.query.name!r})")
+        r_desc = dense_descriptors(split.reference.descriptors, f"{self.info.name} input (reference traverse {split.reference.name!r})")
         with ctx.timings("encode"):
             if model.per_frame:
-                return {"q": encode_frames(model, split.query.descriptors, self._device),
-                        "r": encode_frames(model, split.reference.descriptors, self._device),
+                return {"q": encode_frames(model, q_desc, self._device), "r": encode_frames(model, r_desc, self._device),
                         "q_starts": q_starts, "r_starts": r_starts, "r_valid": r_valid, "q_valid": q_valid, "L": L}
-            eq = encode_windows(model, split.query.descriptors, q_starts, L, self._device)
-            er = encode_windows(model, split.reference.descriptors, r_starts, L, self._device)
+            eq = encode_windows(model, q_desc, q_starts, L, self._device)
+            er = encode_windows(model, r_desc, r_starts, L, self._device)
         return {"q": eq, "r": er, "q_starts": np.arange(len(eq)), "r_starts": np.arange(len(er)), "r_valid": r_valid, "q_valid": q_valid, "L": 1}
 
     def encode(self, traverse: Traverse, ctx: RunContext) -> np.ndarray:
@@ -260,7 +262,7 @@ class TrainedSeqNetMethod(Method):
             raise DataError(f"method {self.info.name!r}: its model was trained on D={model.in_dim} descriptors but traverse "
                             f"{traverse.name!r} has D={traverse.dim}; expected equal dimensions")
         with ctx.timings("encode"):
-            return encode_frames(model, traverse.descriptors, self._device)
+            return encode_frames(model, dense_descriptors(traverse.descriptors, f"{self.info.name} input (traverse {traverse.name!r})"), self._device)
 
     def _topk(self, e: dict[str, np.ndarray], ctx: RunContext, k: int) -> tuple[np.ndarray, np.ndarray]:
         from vprbench.matching.sequence import sequence_topk

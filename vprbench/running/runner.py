@@ -164,9 +164,12 @@ def seed_everything(seed: int) -> None:
         pass
 
 
-def check_needs(method: Method, split: SplitData) -> str | None:
-    """Why ``method`` cannot run on ``split`` (None if it can)."""
+def check_needs(method: Method, split: SplitData, train_ds: BenchmarkDataset | None = None) -> str | None:
+    """Why ``method`` cannot run on ``split`` (trained on ``train_ds``'s 'train' split when given); None if it can."""
     needs = method.info.needs
+    if train_ds is not None and method.info.trains and "train" not in train_ds.splits:
+        return (f"trains, but dataset {train_ds.name!r} has no 'train' split (splits: {', '.join(train_ds.splits)}); "
+                "give --train-dataset DATASET")
     has_desc = split.reference.descriptors is not None and split.query.descriptors is not None
     if "descriptors" in needs and not has_desc:
         return "needs per-frame descriptors; this dataset has none (imported distances or images only)"
@@ -338,7 +341,7 @@ class Runner:
         if not todo:
             return outcomes  # type: ignore[return-value]
         first = group[todo[0]]
-        why = check_needs(first.method, test)
+        why = check_needs(first.method, test, train_ds)
         if why:
             log.warning("%s %s: skipped, it %s", tags[todo[0]], first.spec.label, why)
             for i in todo:
