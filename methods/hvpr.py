@@ -88,9 +88,10 @@ class HVPR(Method):
             dense[rows[ok], full.indices.reshape(-1)[ok]] = full.distances.reshape(-1)[ok]
             d = dense[np.arange(len(split.query))[:, None], np.where(cand >= 0, cand, len(split.reference))]
         d = np.where(cand >= 0, d, np.inf)
-        order = np.lexsort((np.arange(cand.shape[1])[None, :].repeat(len(cand), 0), d), axis=1)
+        # the project's tie rule: equal distances in ascending reference index; padding (-1) last
+        order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), d), axis=1)
         idx = np.take_along_axis(cand, order, axis=1)
         dist = np.take_along_axis(d, order, axis=1)
-        # references the re-ranker cannot score keep their place after the scored ones (distance inf)
+        # references the re-ranker cannot score come after the scored ones (distance inf)
         keep = min(ctx.top_k, cand.shape[1])
         return Ranking(idx[:, :keep], dist[:, :keep])
