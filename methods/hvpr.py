@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import numpy as np
 
 from vprbench.method import ConfigError, Method, MethodInfo, MethodSpec, Param, Ranking, Registry, RunContext, SplitData, Stage
+
+log = logging.getLogger("vprbench")
 
 
 class HVPR(Method):
@@ -52,6 +55,17 @@ class HVPR(Method):
         for stage, method in self.stages.items():
             if method.info.name == "hvpr":
                 raise ConfigError(f"method 'hvpr': {stage} cannot be 'hvpr' itself")
+        short, rerank = self.stages.get("shortlister"), self.stages.get("reranker")
+        if short is not None and short.info.single_match:
+            raise ConfigError(f"method 'hvpr': shortlister {short.label!r} returns one match per query (single_match), a "
+                              "shortlist of one; the shortlister must rank the references (e.g. seqnet, smoothing, netvlad)")
+        if rerank is not None and rerank.info.single_match:
+            log.warning("hvpr: re-ranker %r returns one match per query: it moves that one candidate first, the rest of "
+                        "the shortlist keeps its order", rerank.label)
+        # trains (needs a training split, runs per seed) only when a stage does
+        stages = list(self.stages.values())
+        self.info = replace(type(self).info, trains=any(m.info.trains for m in stages),
+                            seeded=any(m.info.depends_on_seed for m in stages))
         self.resolved_params = {
             stage: {"method": m.info.name, **getattr(m, "resolved_params", m.params)} for stage, m in self.stages.items()
         }
@@ -88,10 +102,11 @@ class HVPR(Method):
             dense[rows[ok], full.indices.reshape(-1)[ok]] = full.distances.reshape(-1)[ok]
             d = dense[np.arange(len(split.query))[:, None], np.where(cand >= 0, cand, len(split.reference))]
         d = np.where(cand >= 0, d, np.inf)
-        # the project's tie rule: equal distances in ascending reference index; padding (-1) last
-        order = np.lexsort((np.where(cand >= 0, cand, np.iinfo(np.int64).max), d), axis=1)
+        # the project's tie rule among scored candidates (equal distances: ascending reference index);
+        # candidates the re-ranker cannot score (inf) keep their shortlist order, padding (-1) last
+        pos = np.arange(cand.shape[1])[None, :] + len(split.reference)
+        order = np.lexsort((np.where(np.isfinite(d) & (cand >= 0), cand, pos), d), axis=1)
         idx = np.take_along_axis(cand, order, axis=1)
         dist = np.take_along_axis(d, order, axis=1)
-        # references the re-ranker cannot score come after the scored ones (distance inf)
         keep = min(ctx.top_k, cand.shape[1])
         return Ranking(idx[:, :keep], dist[:, :keep])

@@ -87,13 +87,15 @@ class NetVLADTrained(Method):
         import torch
 
         from vprbench.core.cache import cached_array
+        from vprbench.core.codehash import package_modules_hash
         from vprbench.core.hashing import ContentHash
         from vprbench.core.progress import progress_bar
 
         if paths is None:
             raise DataError(f"method 'netvlad-trained' needs images: {what} has no image paths (a dataset given as descriptors)")
         ext = self._extractor(str(self._device))
-        h = ContentHash(ext.params())
+        # like the descriptor cache (vprbench.features.cache): an edited front-end never serves old feature maps
+        h = ContentHash(ext.params(), {"code": package_modules_hash("features"), "device": str(self._device).split(":")[0]})
         for p in paths:
             try:
                 h.add(Path(p).resolve()).add_file_identity(Path(p))
@@ -129,7 +131,8 @@ class NetVLADTrained(Method):
         data = TripletData.from_split(train, 1, features=(fq, fr))
         parts = {"method": self.info.name, "hyperparameters": hp, "seed": ctx.seed, "vprbench": __version__,
                  "train_images": ContentHash(*train.query.image_paths, *train.reference.image_paths).hexdigest(20),
-                 "train": train.fingerprint, "val": val.fingerprint if val is not None else "none", "code": method_code_hash(type(self))}
+                 "train": train.fingerprint, "val": val.fingerprint if val is not None else "none", "code": method_code_hash(type(self)),
+                 "device": str(self._device).split(":")[0]}  # GPU and CPU training are not bit-identical
         model = FrameNetVLAD(hp["clusters"], fr.shape[1])
 
         def train_model() -> tuple[dict, dict]:

@@ -110,3 +110,16 @@ def test_trust_must_be_a_real_boolean(tmp_path):
 
     with pytest.raises(ConfigError, match="trust must be True or False"):
         _load_state_dict(tmp_path / "x.pt", "False")
+
+
+def test_list_verbose_shows_parameter_types_ranges_and_help(capsys):
+    import re
+
+    assert main(["list", "-v"]) == 0
+    out = capsys.readouterr().out
+    block = out[out.index("\nseqmatch (sequence-matching)"):]
+    block = block[: block.index("\n\n", 1)]
+    assert "source: methods/seqmatch.py" in block
+    assert re.search(r"per_frame_k\s+32\s+int >= 1, <= 4096\s+candidate reference frames", block)
+    assert re.search(r"variant\s+'meanOfPairs'\s+one of \['meanOfPairs', 'centerOnly'\]", block)
+    assert re.search(r"\nseqnet \(sequential-descriptor, trains\).*\n(.*\n)*?\s+epochs\s+none\s+int >= 1 or none\s+maximum training epochs", out)

@@ -93,3 +93,23 @@ def test_composed_records_name_the_composition(tmp_path):
     assert composed["job"]["label"] == f"{S1}+gism" and composed["job"]["trains"] and composed["job"]["seeded"]
     assert composed["identity"]["ranking"]["method"]["stages"]["frontend"]["name"] == "seqnet-s1"
     assert (tmp_path / "records" / "toy" / "seqnet-s1+gism").is_dir()
+
+
+def test_a_composed_label_is_a_spec():
+    """``frontend+matcher`` as tables name it parses back to the same composition (also inside a stage)."""
+    from vprbench.plugins.registry import default_registry
+    from vprbench.plugins.specs import expand
+
+    reg = default_registry()
+    a = expand("seqnet-s1[epochs=1]+gism[fanOut=3]", [], reg)
+    b = expand("gism[fanOut=3,frontend=seqnet-s1[epochs=1]]", [], reg)
+    assert a == b and len(a) == 1
+    composed = reg.create(a[0])
+    assert composed.label == "seqnet-s1[epochs=1]+gism[fanOut=3]"
+    assert expand(composed.label, [], reg) == a
+    nested = expand("hvpr[shortlister=seqnet[epochs=1],reranker=seqnet-s1[epochs=1]+seqmatch]", [], reg)
+    assert nested == expand("hvpr[shortlister=seqnet[epochs=1],reranker=seqmatch[frontend=seqnet-s1[epochs=1]]]", [], reg)
+    with pytest.raises(ConfigError, match="the frontend is given twice"):
+        expand("seqnet-s1+seqmatch[frontend=seqnet-s1]", [], reg)
+    with pytest.raises(ConfigError, match=r"expected FRONTEND\+MATCHER \(one '\+'\)"):
+        expand("seqnet-s1+seqmatchnet+seqmatch", [], reg)

@@ -128,3 +128,18 @@ def test_plugin_api_imports_stay_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "", f"heavy modules imported at start-up: {out.stdout.strip()}"
+
+
+def test_training_free_builtin_plugins_use_only_the_public_api():
+    """What README promises: a training-free plugin needs nothing beyond vprbench.method and vprbench.kernels."""
+    from vprbench.plugins.registry import default_registry
+
+    reg = default_registry()
+    for name in reg.names():
+        cls = reg.methods[name]
+        if cls.info.trains or cls.source_path is None:
+            continue
+        tree = ast.parse(Path(cls.source_path).read_text())
+        used = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("vprbench")}
+        used |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name.startswith("vprbench")}
+        assert used <= {"vprbench.method", "vprbench.kernels"}, (name, used)

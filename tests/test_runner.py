@@ -162,6 +162,58 @@ class Mine(Method):
     assert len(table) == 2 and all("(code " in d for d in table["label"])
 
 
+HELPER_PLUGIN = """
+from vprbench.kernels import nearest_neighbours
+from vprbench.method import Method, MethodInfo, Ranking
+
+{imp}
+
+class Mine(Method):
+    info = MethodInfo(name="mine", family="single-image", summary="x", uses_sequences=False)
+
+    def rank(self, split, ctx):
+        return Ranking(*nearest_neighbours(split.query.descriptors * {scale}, split.reference.descriptors, ctx.top_k))
+"""
+
+
+@pytest.mark.parametrize("imp,scale", [("from ._helpers import SCALE", "SCALE"), ("from . import _helpers", "_helpers.SCALE"),
+                                       ("from ._sub.consts import SCALE", "SCALE")])
+def test_editing_a_plugins_helper_module_never_serves_the_old_record(tmp_path, imp, scale):
+    folder = tmp_path / "plugins"
+    (folder / "_sub").mkdir(parents=True)
+    (folder / "mine.py").write_text(HELPER_PLUGIN.format(imp=imp, scale=scale))
+    helper = folder / ("_sub/consts.py" if "_sub" in imp else "_helpers.py")
+    helper.write_text("SCALE = 1.0\n")
+    out = tmp_path / "out"
+    first = run(out, "mine", discover([folder])).outcomes[0]
+    assert first.status == "done" and first.record["metrics"]["recall_at"]["1"] > 0.5
+    assert run(out, "mine", discover([folder])).outcomes[0].status == "skipped"
+    helper.write_text("SCALE = -1.0\n")  # the plugin file itself is unchanged
+    second = run(out, "mine", discover([folder])).outcomes[0]
+    assert second.status == "done" and second.record["metrics"]["recall_at"]["1"] < first.record["metrics"]["recall_at"]["1"]
+
+
+def test_an_entry_point_packages_own_modules_are_part_of_its_code_identity(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    from vprbench.core.codehash import class_code_hash
+
+    pkg = tmp_path / "site" / "myvpr"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "consts.py").write_text("SCALE = 1.0\n")
+    (pkg / "methods.py").write_text(HELPER_PLUGIN.format(imp="from myvpr.consts import SCALE", scale="SCALE"))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m.split(".")[0] == "myvpr"]:
+        monkeypatch.delitem(sys.modules, name)
+    before = class_code_hash(importlib.import_module("myvpr.methods").Mine)
+    (pkg / "consts.py").write_text("SCALE = -1.0\n")
+    assert class_code_hash(importlib.import_module("myvpr.methods").Mine) != before
+    (pkg / "consts.py").write_text("SCALE = 1.0\n")
+    assert class_code_hash(importlib.import_module("myvpr.methods").Mine) == before
+
+
 def test_report_never_averages_different_identities(tmp_path):
     reg = discover()
     ds = make_toy_dataset(n=200)
@@ -473,3 +525,48 @@ def test_editing_the_training_code_never_serves_an_old_model(tmp_path, monkeypat
     monkeypatch.setattr(learned, "method_code_hash", lambda cls: "edited")
     second = run(tmp_path, "seqnet-s1[epochs=1]", force=True).outcomes[0].record["job"]["training"]
     assert first["cache_key"] != second["cache_key"] and not second["cache_hit"]
+
+
+def test_specs_that_resolve_alike_are_one_record(tmp_path):
+    """Preset-filled defaults and learned presets are resolved before the identity: one job each."""
+    specs = ("seqslam,seqslam[vstep=0],seqslam[preset=openseqslam],seqslam[preset=openseqslam,ds=10,distance=sad],"
+             "seqnet-s1[epochs=1],seqnet-s1[epochs=1,preset=cpu-small]")
+    summary = run(tmp_path, specs)
+    assert [o.spec.label for o in summary.outcomes] == ["seqslam", "seqslam[preset=openseqslam]", "seqnet-s1[epochs=1]"]
+    assert len(list(tmp_path.glob("records/*/*/*.json"))) == 3
+    rec = summary.outcomes[2].record
+    ident_params = rec["identity"]["ranking"]["method"]["params"]
+    trained = rec["job"]["resolved_params"]
+    assert trained["preset_resolved"] == "cpu-small"  # the toy training split is small
+    assert all(ident_params[k] == trained[k] for k in ident_params), "the identity states the hyperparameters that were trained"
+
+
+def test_a_filter_longer_than_the_training_windows_stops_before_training(tmp_path, capsys):
+    from vprbench.cli.main import main
+
+    assert main(["run", "--methods", "seqmatch,seqnet[filter_width=9]", "--dataset", "synth-tiny", "--seq-len", "5", "--out", str(tmp_path)]) == 2
+    assert "filter_width 9 exceeds the training sequence length 5" in capsys.readouterr().err
+    assert not (tmp_path / "records").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_nested_frontend_is_validated_before_any_training(tmp_path, capsys):
+    from vprbench.cli.main import main
+
+    spec = "hvpr[shortlister=seqnet[epochs=1],reranker=seqmatch[frontend=netvlad-trained]]"
+    assert main(["run", "--methods", spec, "--dataset", "synth-tiny", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "frontend 'netvlad-trained' needs images" in err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_hvpr_of_training_free_stages_is_training_free(tmp_path):
+    from vprbench.core.errors import ConfigError
+
+    reg = discover()
+    method = reg.create("hvpr[shortlister=smoothing,reranker=seqmatch]")
+    assert not method.info.trains and not method.info.depends_on_seed and "frontend" not in method.info.params
+    assert reg.create("hvpr[shortlister=smoothing,reranker=seqnet-s1]").info.trains
+    summary = run(tmp_path, "hvpr[shortlister=smoothing,reranker=seqmatch]", seeds=[0, 1])
+    assert len(summary.outcomes) == 1 and len(list(tmp_path.glob("records/*/*/*.json"))) == 1  # one job for both seeds
+    with pytest.raises(ConfigError, match="shortlister 'gism' returns one match per query"):
+        reg.create("hvpr[shortlister=gism,reranker=seqmatch]")

@@ -36,6 +36,11 @@ _LAZY = {
 
 __all__ = [*sorted(_LAZY), "__version__"]
 
+# the first version's flat module names (vprbench.dataset, vprbench.training, ...) stay importable
+from vprbench.core import compat as _compat  # noqa: E402
+
+_compat.install()
+
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:

@@ -5,12 +5,14 @@ README, "Adding a method"). Stable names; the implementations live in :mod:`vprb
 and :mod:`vprbench.data.windows`.
 """
 
+from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.windows import check_seq_len, gather_windows, traverse_windows, window_indices, window_starts
 from vprbench.matching.candidates import CandidateSearch, candidate_topk
 from vprbench.matching.descriptors import nearest_neighbours, sequential_descriptor_topk, window_weighted_sum
 from vprbench.matching.distances import (
     DISTANCE_KINDS,
     DistanceSource,
+    block_rows,
     l2_normalise,
     pairwise_distances,
     sad_distances,
@@ -42,6 +44,9 @@ from vprbench.matching.sequence import (
 from vprbench.matching.topk import mask_queries, topk_smallest
 
 __all__ = [
+    "ConfigError",
+    "DataError",
+    "block_rows",
     "REDUCERS",
     "Reducer",
     "trimmed_mean",

@@ -176,12 +176,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows = []
         for name in registry.names():
             info = registry.methods[name].info
-            row = [name, info.family, "yes" if info.trains else "", info.summary]
-            if args.verbose:
-                row += [", ".join(f"{k}={p.default!r}" for k, p in info.params.items()), info.paper]
-            rows.append(row)
-        headers = ["method", "family", "trains", "description"] + (["parameters", "paper"] if args.verbose else [])
-        print(tabulate(rows, headers=headers, tablefmt="simple"))
+            rows.append([name, info.family, "yes" if info.trains else "", info.summary])
+        print(tabulate(rows, headers=["method", "family", "trains", "description"], tablefmt="simple"))
+        if args.verbose:
+            for name in registry.names():
+                info = registry.methods[name].info
+                print(f"\n{name} ({info.family}{', trains' if info.trains else ''}): {info.summary}")
+                if info.paper:
+                    print(f"  paper: {info.paper}")
+                print(f"  source: {registry.methods[name].source}")
+                params = [[k, "none" if p.default is None else repr(p.default), p.describe(), p.help] for k, p in info.params.items()]
+                if params:
+                    text = tabulate(params, headers=["parameter", "default", "values", "meaning"], tablefmt="plain")
+                    print("\n".join("  " + line for line in text.splitlines()))
         if registry.failures:
             print("\nplugins that failed to load:")
             for source, err in sorted(registry.failures.items()):

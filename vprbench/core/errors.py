@@ -35,4 +35,13 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UnknownNameError
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     valid = ", ".join(known) if known else "(none)"
-    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {valid}.")
+    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {_plural(kind)}: {valid}.")
+
+
+def _plural(kind: str) -> str:
+    """``kind`` with its head noun in the plural: "parameter of method 'x'" -> "parameters of method 'x'"."""
+    for sep in (" of ", " with "):
+        if sep in kind:
+            head, rest = kind.split(sep, 1)
+            return f"{_plural(head)}{sep}{rest}"
+    return kind[:-1] + "ies" if kind.endswith("y") and not kind.endswith(("ey", "ay", "oy")) else kind + "s"

@@ -41,14 +41,17 @@ class MethodInfo:
             (only single-image distances: runs on imported distance matrices too) or ``"images"``.
         params: parameters with defaults.
         single_match: returns one match per query (Recall@N for N > 1 is undefined, shown as "-").
-        uses_sequences: the result depends on the sequence length L.
+        uses_sequences: the result depends on the sequence length L. False means one result serves
+            every L (the runner computes it once; the conformance check ``same_for_every_length``
+            holds the method to it).
         smoke_params: parameter overrides for the quick conformance check on a tiny dataset
             (e.g. one training epoch); they must not change what the method computes, only how long.
         version: a version string the plugin declares for its code; results are then identified by
             it (and vprbench's version) instead of a hash of the plugin's source files. Bump it
             whenever the plugin computes something else.
         seeded: whether results depend on the run's seed (None: the same as ``trains``). A
-            deterministic method is computed once for all seeds.
+            deterministic method is computed once for all seeds (the conformance check
+            ``same_for_every_seed`` holds it to that).
         provides_frontend: the method can serve as a per-frame representation of other methods
             (it implements :meth:`Method.encode`, e.g. SeqNet S_1 or SeqMatchNet's transform).
         accepts_frontend: the method takes a ``frontend`` parameter (a per-frame representation
@@ -72,6 +75,11 @@ class MethodInfo:
     provides_frontend: bool = False
     accepts_frontend: bool | None = None
     aliases: tuple[str, ...] = ()
+
+    @property
+    def depends_on_seed(self) -> bool:
+        """Whether results depend on the run's seed (``seeded``, by default ``trains``)."""
+        return bool(self.trains if self.seeded is None else self.seeded)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -238,6 +246,18 @@ class Method(ABC):
             elif value != default:
                 changed[key] = value
         return format_spec(self.info.name, changed)
+
+    def prepare(self, train: SplitData | None, ctx: RunContext) -> None:
+        """Called by the runner while it plans, before a job's identity is taken, with the training split
+        (None when the method does not train or there is none) and the run's context (seed, L, ...).
+
+        Resolve settings that depend on the data or the run into ``self.resolved_params`` (they are
+        part of the identity: two specs that resolve alike are one job) and raise
+        :class:`ConfigError` for settings that cannot work in this run (e.g. a filter longer than L),
+        so the run stops before any long work. Default: prepare every stage.
+        """
+        for stage in self.stages.values():
+            stage.prepare(train if stage.info.trains else None, ctx)
 
     def observe(self, split: SplitData) -> None:
         """Called by the runner before :meth:`fit` with the evaluation split's ranking view (descriptors,

@@ -52,6 +52,13 @@ class Composed(Method):
                                 **getattr(matcher, "resolved_params", {})}
         self.training_info: dict[str, Any] = {}
 
+    def prepare(self, train: SplitData | None, ctx: RunContext) -> None:
+        self.frontend.prepare(train if self.frontend.info.trains else None, ctx)
+        self.matcher.prepare(train if self.matcher.info.trains else None, ctx)
+        self.resolved_params = {"frontend": {"method": self.frontend.info.name,
+                                             **getattr(self.frontend, "resolved_params", self.frontend.params)},
+                                **getattr(self.matcher, "resolved_params", {})}
+
     @property
     def label(self) -> str:
         m = self.matcher

@@ -320,6 +320,26 @@ def check_uses_sequence_length(s: Subject) -> None:
         raise CheckFailed("the method says it uses sequences (uses_sequences=True) but its ranking is the same for L=3 and L=9")
 
 
+def _same_ranking(a: Ranking, b: Ranking) -> bool:
+    return bool(np.array_equal(a.indices, b.indices) and np.allclose(a.distances, b.distances, rtol=1e-5, atol=1e-6, equal_nan=True))
+
+
+def check_same_for_every_length(s: Subject) -> None:
+    """uses_sequences=False: the runner computes one ranking for every L, so L must not change it."""
+    if not _same_ranking(s.rank(seq_len=3), s.rank(seq_len=9)):
+        raise CheckFailed("the method says it does not use sequences (uses_sequences=False) but its ranking differs for L=3 and L=9: "
+                          "the runner would serve one L's ranking for another; declare uses_sequences=True")
+
+
+def check_same_for_every_seed(s: Subject) -> None:
+    """Not seeded: the runner computes one ranking for every seed, so the seed must not change it."""
+    a = s.rank(method=s.fitted(seed=0, cache=False, fresh=True), seed=0)
+    b = s.rank(method=s.fitted(seed=1, cache=False, fresh=True), seed=1)
+    if not _same_ranking(a, b):
+        raise CheckFailed("the ranking differs for seeds 0 and 1 but the method is not seeded (MethodInfo.seeded is False, or unset "
+                          "for a training-free method): the runner would serve one seed's ranking for all; declare seeded=True")
+
+
 def check_confidence_oriented(s: Subject) -> None:
     r = s.first
     gt = s.test.ground_truth
@@ -363,6 +383,10 @@ CHECKS: list[Check] = [
     Check("drop_policy", 'boundary "drop": no match for queries without a full window', check_drop_policy,
           lambda i: i.uses_sequences),
     Check("uses_sequence_length", "a method that uses sequences changes with L", check_uses_sequence_length, lambda i: i.uses_sequences),
+    Check("same_for_every_length", "a method that does not use sequences ranks alike for every L", check_same_for_every_length,
+          lambda i: not i.uses_sequences),
+    Check("same_for_every_seed", "a method that is not seeded ranks alike for every seed", check_same_for_every_seed,
+          lambda i: not i.depends_on_seed),
     Check("confidence_oriented", "higher confidence means more likely correct", check_confidence_oriented),
     Check("better_than_chance", "Recall@1 on the check dataset clears a sanity bound", check_better_than_chance),
 ]

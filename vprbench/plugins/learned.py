@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -31,14 +31,30 @@ PCA_WARN_ENERGY = 0.5
 
 
 def method_code_hash(cls: type) -> str:
-    """Hash of a method class's plugin file and the vprbench modules it may run (for model cache keys)."""
-    import inspect
-    from pathlib import Path
+    """Hash of a method class's plugin file and the code it may run (for model cache keys)."""
+    from vprbench.core.codehash import class_code_hash
 
-    from vprbench.core.codehash import code_hash
+    return class_code_hash(cls)
 
-    path = getattr(cls, "source_path", None) or inspect.getsourcefile(cls)
-    return code_hash(Path(path)) if path else "unknown"
+
+#: Training-query counts by (training split, window length): planning resolves ``preset=cpu`` from them.
+_TRAIN_QUERIES: dict[tuple, int] = {}
+
+
+def _count_key(train: SplitData, train_seq_len: int) -> tuple:
+    return (train.dataset, train.split, train.fingerprint, train_seq_len, train.radius, train.nontrivial_radius, train.negative_radius)
+
+
+def _count_train_queries(train: SplitData, train_seq_len: int) -> int:
+    """Training queries (with a non-trivial positive and a window) of ``train``, as :meth:`fit` counts them."""
+    key = _count_key(train, train_seq_len)
+    if key not in _TRAIN_QUERIES:
+        from vprbench.learning.mining import TripletData
+
+        if len(_TRAIN_QUERIES) > 32:
+            _TRAIN_QUERIES.clear()
+        _TRAIN_QUERIES[key] = int(TripletData.from_split(train, train_seq_len).train_queries.size)
+    return _TRAIN_QUERIES[key]
 
 
 class TrainedSeqNetMethod(Method):
@@ -58,6 +74,10 @@ class TrainedSeqNetMethod(Method):
     input projection see that split's reference map (descriptors only, no labels).
     """
 
+    #: The built-in learned method whose hyperparameter presets this class uses (None: its own name);
+    #: a plugin subclass with a new name sets it, e.g. ``preset_table = "seqnet"``.
+    preset_table: ClassVar[str | None] = None
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.resolved_params: dict[str, Any] = self._resolve(None)
@@ -67,12 +87,19 @@ class TrainedSeqNetMethod(Method):
         self._observed: list[tuple[str, np.ndarray]] = []
 
     def _resolve(self, n_train_queries: int | None) -> dict[str, Any]:
-        from vprbench.learning.presets import HYPERPARAMETERS, concrete_preset, resolve
+        from vprbench.learning.presets import HYPERPARAMETERS, PRESETS, concrete_preset, resolve
 
+        table = self.preset_table or self.info.name
+        if table not in PRESETS:
+            raise ConfigError(
+                f"method {self.info.name!r} has no hyperparameter presets of its own"
+                + (f" (preset_table {self.preset_table!r} is not a built-in learned method)" if self.preset_table else "")
+                + f": set the class attribute preset_table to one of {sorted(PRESETS)} to use that method's presets"
+            )
         overrides = {k: v for k, v in self.params.items() if k in HYPERPARAMETERS and v is not None}
         preset = self.params["preset"]
-        return {"preset": preset, "preset_resolved": concrete_preset(self.info.name, preset, n_train_queries),
-                **resolve(self.info.name, preset, overrides, n_train_queries)}
+        return {"preset": preset, "preset_resolved": concrete_preset(table, preset, n_train_queries),
+                **resolve(table, preset, overrides, n_train_queries)}
 
     # -- hooks -------------------------------------------------------------------------------
     def observe(self, split: SplitData) -> None:
@@ -85,6 +112,24 @@ class TrainedSeqNetMethod(Method):
         if split.reference.descriptors is not None:
             what = f"{split.dataset}/{split.split} reference {split.reference.name!r}"
             self._observed.append((what, dense_descriptors(split.reference.descriptors, what)))
+
+    def prepare(self, train: SplitData | None, ctx: RunContext) -> None:
+        """Resolve ``preset=cpu`` by the training set's size and check the filter fits the training windows."""
+        train_seq_len = self._train_seq_len(ctx)
+        if train is not None:
+            try:
+                n = _count_train_queries(train, train_seq_len)
+            except DataError:
+                return  # fit raises it again, as this job's failure
+            self.resolved_params = self._resolve(n)
+
+    def _train_seq_len(self, ctx: RunContext) -> int:
+        """The training windows' length (``train_seq_len`` or the run's L); ConfigError if the filter is longer."""
+        train_seq_len = self.resolved_params["train_seq_len"] or ctx.seq_len
+        if self.resolved_params.get("filter_width", 1) > train_seq_len:
+            raise ConfigError(f"method {self.info.name!r}: filter_width {self.resolved_params['filter_width']} exceeds the "
+                              f"training sequence length {train_seq_len} (--seq-len or train_seq_len); expected at most L")
+        return train_seq_len
 
     def make_model(self, in_dim: int, hp: dict[str, Any], pca_dim: int) -> WindowModel:
         """The untrained network for ``in_dim``-D inputs projected to ``pca_dim`` (0: none)."""
@@ -133,12 +178,10 @@ class TrainedSeqNetMethod(Method):
         from vprbench.learning.models import build_model, fit_input_pca
         from vprbench.learning.trainer import deterministic, resolve_device, train_triplet, training_threads
 
-        train_seq_len = self.resolved_params["train_seq_len"] or ctx.seq_len
-        if self.resolved_params.get("filter_width", 1) > train_seq_len:
-            raise ConfigError(f"method {self.info.name!r}: filter_width {self.resolved_params['filter_width']} exceeds "
-                              f"the training sequence length {train_seq_len}")
+        train_seq_len = self._train_seq_len(ctx)
         self._device = resolve_device(ctx.device)
         data = TripletData.from_split(train, train_seq_len)
+        _TRAIN_QUERIES[_count_key(train, train_seq_len)] = int(data.train_queries.size)
         self.resolved_params = self._resolve(int(data.train_queries.size))
         hp = self.resolved_params
         parts = self.cache_parts(train, val, ctx, train_seq_len)

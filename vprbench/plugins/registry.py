@@ -159,20 +159,27 @@ def _folder_package(folder: Path, builtin: bool) -> str:
 def _load_folder(folder: Path, registry: Registry, builtin: bool = False) -> None:
     """Import every ``*.py`` of ``folder`` not starting with ``_`` and register its methods.
 
-    A file is imported again when it changed since the last import (size or modification time).
+    A file is imported again when it or a helper module it imports relatively changed since the
+    last import (size or modification time); the folder's helper modules are then imported afresh.
     """
+    from vprbench.core.codehash import module_closure
+
     package = _folder_package(folder, builtin)
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
         source = f"methods/{path.name}" if builtin else str(path)
         mod_name = f"{package}.{path.stem}"
-        st = path.stat()
-        stamp = (st.st_size, st.st_mtime_ns)
+        stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in module_closure(path, package=False))
         module = sys.modules.get(mod_name)
         try:
             if module is None or getattr(module, "__vprbench_stamp__", None) != stamp:
                 sys.modules.pop(mod_name, None)
+                if module is not None:  # helpers may have changed: drop the folder's other modules
+                    for name in [m for m in sys.modules if m.startswith(f"{package}._")]:
+                        sys.modules.pop(name, None)
+                        if name.count(".") == 1:  # `from . import _helper` reads the package attribute first
+                            vars(sys.modules[package]).pop(name.rpartition(".")[2], None)
                 importlib.invalidate_caches()
                 module = importlib.import_module(mod_name)
                 module.__vprbench_stamp__ = stamp  # type: ignore[attr-defined]

@@ -101,7 +101,19 @@ def _is_stage(registry: Registry, name: str, key: str) -> bool:
 
 
 def expand_item(item: str, registry: Registry, extra: Mapping[str, Mapping[str, list[str]]] | None = None) -> list[MethodSpec]:
-    """Every concrete spec of one ``name[...]`` item (grid product; stages expanded recursively)."""
+    """Every concrete spec of one ``name[...]`` item (grid product; stages expanded recursively).
+
+    ``frontend+matcher`` (how composed methods are named in tables) is read as
+    ``matcher[frontend=frontend]``, so a label can be pasted back as a spec.
+    """
+    parts = split_top_level(item, "+")
+    if len(parts) > 2:
+        raise ConfigError(f"method spec {item!r}: expected FRONTEND+MATCHER (one '+'), got {len(parts)} parts")
+    if len(parts) == 2:
+        front, matcher = parts
+        if "frontend" in _split_item(matcher)[1]:
+            raise ConfigError(f"method spec {item!r}: the frontend is given twice ({front!r} and in {matcher!r})")
+        item = f"{matcher[:-1]},frontend={front}]" if matcher.endswith("]") else f"{matcher}[frontend={front}]"
     name, grid = _split_item(item)
     registry.get(name)  # unknown method -> error with suggestions
     axes = {**(extra or {}).get(name, {}), **grid}

@@ -1,8 +1,9 @@
 """What a result depends on, as data: the identity of a method, of its ranking and of a record.
 
-* :func:`method_identity`: name, every parameter as resolved (stages recursively), the preset table
-  a learned method resolved, and the code that computes it: the plugin file and the vprbench modules
-  it may run (:func:`vprbench.core.codehash.code_hash`), or the version the plugin declares
+* :func:`method_identity`: name, every parameter as resolved (``Method.resolved_params`` after
+  ``Method.prepare``, stages recursively; a preset's name is dropped once every value is resolved,
+  so specs that resolve alike are one job), and the code that computes it: the plugin file and the vprbench modules
+  it may run (:func:`vprbench.core.codehash.class_code_hash`), or the version the plugin declares
   (``MethodInfo.version``) plus vprbench's version.
 * :func:`ranking_identity`: the method plus the data and settings the ranking depends on. The seed
   only counts for methods whose result depends on it (``MethodInfo.seeded``, by default the learned
@@ -16,11 +17,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from vprbench import __version__
-from vprbench.core.codehash import code_hash, package_modules_hash
+from vprbench.core.codehash import class_code_hash, package_modules_hash
 from vprbench.core.hashing import stable_hash, to_jsonable
 from vprbench.plugins.api import Method
 
@@ -33,25 +33,23 @@ def code_identity(cls: type[Method]) -> dict[str, str]:
     declared = getattr(cls.info, "version", None)
     if declared:
         return {"declared_version": str(declared), "vprbench": __version__}
-    path = getattr(cls, "source_path", None)
-    if path is None or not Path(path).is_file():
-        import inspect
-
-        src = inspect.getsourcefile(cls)
-        path = Path(src) if src else None
-    return {"source": code_hash(Path(path)) if path is not None else "unknown", "vprbench": __version__}
+    return {"source": class_code_hash(cls), "vprbench": __version__}
 
 
 def method_identity(method: Method) -> dict[str, Any]:
     """Everything that defines a configured method (JSON-able)."""
+    params = {k: v for k, v in method.params.items() if k not in method.stages}
+    resolved = {k: v for k, v in (getattr(method, "resolved_params", None) or {}).items() if k not in method.stages}
+    merged = {**params, **resolved}
+    if resolved and set(params) <= set(resolved) | {"preset"}:
+        # every parameter is resolved: the preset's name is only how the values were chosen
+        merged.pop("preset", None)
+        merged.pop("preset_resolved", None)
     out: dict[str, Any] = {
         "name": method.info.name,
-        "params": to_jsonable({k: v for k, v in method.params.items() if k not in method.stages}),
+        "params": to_jsonable(merged),
         "code": code_identity(getattr(method, "code_class", type(method))),
     }
-    resolved = getattr(method, "resolved_params", None)
-    if resolved is not None and method.info.trains:
-        out["resolved"] = to_jsonable(resolved)
     if method.stages:
         out["stages"] = {k: method_identity(s) for k, s in sorted(method.stages.items())}
     return out
@@ -59,8 +57,7 @@ def method_identity(method: Method) -> dict[str, Any]:
 
 def seeded(method: Method) -> bool:
     """Whether the method's result depends on the seed."""
-    value = getattr(method.info, "seeded", None)
-    return bool(method.info.trains if value is None else value)
+    return method.info.depends_on_seed
 
 
 def ranking_identity(method: Method, *, dataset: str, fingerprint: str, split: str, query: str, seq_len: int,

@@ -240,11 +240,14 @@ class Runner:
         query = c.query or ds.default_query
         protocol = self.protocol(ds)
         train = {"dataset": train_ds.name, "fingerprint": train_ds.fingerprint}
+        train_split = train_ds.split("train") if "train" in train_ds.splits else None
         jobs: dict[str, PlannedJob] = {}
         for spec in specs:
             for seed in c.seeds:
                 method = self.registry.create(spec)
                 self._check_composition(method, test, train_ds)
+                method.prepare(train_split if method.info.trains else None,
+                               RunContext(seed=seed, seq_len=c.seq_len, boundary=c.boundary, top_k=c.top_k, device=c.device))
                 rid = ident.ranking_identity(
                     method, dataset=ds.name, fingerprint=ds.fingerprint, split=c.split, query=query, seq_len=c.seq_len,
                     boundary=c.boundary, seed=seed, top_k=c.top_k, train=train, device=c.device,
@@ -264,9 +267,12 @@ class Runner:
                 )
         return list(jobs.values())
 
-    @staticmethod
-    def _check_composition(method: Method, test: SplitData, train_ds: BenchmarkDataset) -> None:
-        """A composed method whose frontend cannot run on this data is a ConfigError naming both parts."""
+    @classmethod
+    def _check_composition(cls, method: Method, test: SplitData, train_ds: BenchmarkDataset) -> None:
+        """A composed method (at any depth of the stages) whose frontend cannot run on this data is a
+        ConfigError naming both parts."""
+        for stage in method.stages.values():
+            cls._check_composition(stage, test, train_ds)
         frontend = getattr(method, "frontend", None)
         matcher = getattr(method, "matcher", None)
         if frontend is None or matcher is None:
