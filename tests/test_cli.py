@@ -123,3 +123,85 @@ def test_list_verbose_shows_parameter_types_ranges_and_help(capsys):
     assert re.search(r"per_frame_k\s+32\s+int >= 1, <= 4096\s+candidate reference frames", block)
     assert re.search(r"variant\s+'meanOfPairs'\s+one of \['meanOfPairs', 'centerOnly'\]", block)
     assert re.search(r"\nseqnet \(sequential-descriptor, trains\).*\n(.*\n)*?\s+epochs\s+none\s+int >= 1 or none\s+maximum training epochs", out)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "synth-tiny", "--dataset", "synth-seasons"], "--dataset given twice"),
+    (["--seq-len", "3", "--seq-len", "5"], "--seq-len given twice"),
+    (["--protocol", "default", "--protocol", "window"], "--protocol given twice"),
+    (["--workers", "1", "--workers", "2"], "--workers given twice"),
+    (["--dataset-param", "seed=1", "--dataset-param", "seed=2"], "--dataset-param seed is given twice"),
+    (["--sweep", "seq_len=1,3", "--seq-len", "5"], "--sweep seq_len=... and --seq-len both set seq_len"),
+    (["--boundary", "drop", "--sweep", "boundary=shift,drop"], "--sweep boundary=... and --boundary both set boundary"),
+    (["--dataset-param", "seed=3", "--sweep", "dataset.seed=1,2"], "--dataset-param seed=... both set seed"),
+    (["--methods", "seqmatch[reducer=median]", "--param", "seqmatch.reducer=max"], "reducer is set both in the spec and by --param"),
+    (["--methods", "seqmatch", "--param", "seqmatch.reducer=max", "--sweep", "seqmatch.reducer=mean,max"],
+     "seqmatch.reducer is given twice .by two --param options, or by --param and --sweep"),
+    (["--methods", "seqmatch,,netvlad"], "has an empty entry"),
+    (["--methods", "seqnet[epochs=]"], "parameter 'epochs' has an empty value"),
+    (["--methods", "seqmatch[reducer=mean|]"], "parameter 'reducer' has an empty value"),
+    (["--seeds", "0,"], "no empty entries"),
+])
+def test_conflicting_or_empty_options_are_refused(tmp_path, capsys, args, message):
+    import re
+
+    full = ["run", *([] if "--methods" in args else ["--methods", "netvlad"]), *args, "--out", str(tmp_path)]
+    try:
+        rc = main(full)
+    except SystemExit as e:  # argparse's own usage errors
+        rc = e.code
+    assert rc == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "records").exists()
+
+
+def _rc(argv):
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
+def test_cuda_without_cuda_is_refused_before_any_work(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert _rc(["run", "--methods", "netvlad,seqnet-s1[epochs=1]", "--dataset", "synth-tiny", "--device", "cuda",
+                "--out", str(tmp_path)]) == 2
+    assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "records").exists()
+
+
+def _pair_definition(tmp_path, dim: int = 8, splits: str = "") -> str:
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(60, dim)).astype(np.float32)
+    np.save(tmp_path / "r.npy", x)
+    np.save(tmp_path / "q.npy", x)
+    (tmp_path / "pair.toml").write_text('name = "pair"\nloader = "descriptor-pair"\nsummary = "s"\n[params]\n'
+                                        'reference_descriptors = "r.npy"\nquery_descriptors = "q.npy"\npositions = "row"\n'
+                                        f"tolerance = 1\n{splits}")
+    return str(tmp_path / "pair.toml")
+
+
+def test_a_training_dataset_of_another_dimension_is_refused_before_training(tmp_path, capsys):
+    pair = _pair_definition(tmp_path, 8, "nontrivial_tolerance = 1\nnegative_tolerance = 5\n"
+                                         "splits = { train = { reference = [0.0, 0.5], query = [0.0, 0.5] }, "
+                                         "test = { reference = [0.5, 1.0], query = [0.5, 1.0] } }\n")
+    rc = _rc(["run", "--methods", "netvlad,seqnet-s1[epochs=1]", "--dataset", "synth-tiny", "--train-dataset", pair,
+              "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 3 and "training dataset 'pair' has D=8 descriptors but dataset 'synth-tiny' has D=" in err
+    assert not (tmp_path / "out" / "records").exists() and not (tmp_path / "out" / "cache").exists()
+
+
+def test_a_run_where_no_method_can_run_fails(tmp_path, capsys):
+    pair = _pair_definition(tmp_path)
+    assert _rc(["run", "--methods", "seqnet-s1", "--dataset", pair, "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not run: seqnet-s1 (trains, but dataset 'pair' has no 'train' split" in err and "none of the requested methods" in err
+
+
+def test_a_bad_scheduler_address_is_an_argument_error(tmp_path, capsys):
+    assert _rc(["run", "--methods", "netvlad", "--scheduler", "bogus", "--out", str(tmp_path)]) == 2
+    assert "expected a Dask scheduler address (tcp://HOST:PORT or HOST:PORT) or 'local'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -267,6 +268,31 @@ def test_structurally_wrong_record_is_set_aside_with_a_warning(tmp_path, damage,
     assert "structurally invalid" in caplog.text and path.name in caplog.text
     assert not path.exists() and len(list(path.parent.glob("*.invalid-*"))) == 1
     assert run(tmp_path, "netvlad,seqmatch").outcomes[0].status == "done"  # and later runs recompute it
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda r, root: r["metrics"]["recall_at"].update({"1": 0.5}), "edited after it was written"),
+    (lambda r, root: r["job"].update({"seq_len": 7}), "job.seq_len = 7 differs from its identity's 5"),
+    (lambda r, root: r.update({"per_query": "../../../../etc/passwd"}), "leaves the results folder"),
+    (lambda r, root: r.update({"key": "0" * 16}), "is not its file name"),
+    (lambda r, root: (root / r["per_query"]).write_bytes(b"junk"), "per_query file .* changed after the record was written"),
+    (lambda r, root: (root / r["predictions"]).unlink(), "predictions file .* is missing or unreadable"),
+])
+def test_a_record_not_as_it_was_written_is_set_aside_and_recomputed(tmp_path, damage, message, caplog):
+    """Hand edits, inconsistent fields, paths leaving the folder and changed or lost files: never reported."""
+    first = run(tmp_path, "netvlad,seqmatch").outcomes[0].record
+    path = next(tmp_path.glob("records/toy/netvlad/*.json"))
+    rec = json.loads(path.read_text())
+    if damage(rec, tmp_path) is None and rec != json.loads(path.read_text()):
+        path.write_text(json.dumps(rec))
+    table, _ = report(tmp_path, plots=True)  # neither crashes nor shows the damaged record
+    assert list(table["method"]) == ["seqmatch"]
+    assert re.search(message, caplog.text), caplog.text
+    assert not path.exists() and len(list(path.parent.glob("*.invalid-*"))) == 1
+    again = run(tmp_path, "netvlad,seqmatch").outcomes[0]
+    assert again.status == "done" and again.record["metrics"]["recall_at"] == first["metrics"]["recall_at"]
+    table, _ = report(tmp_path, plots=False)
+    assert sorted(table["method"]) == ["netvlad", "seqmatch"]
 
 
 def test_newer_schema_record_is_left_untouched(tmp_path, caplog):
@@ -570,3 +596,14 @@ def test_hvpr_of_training_free_stages_is_training_free(tmp_path):
     assert len(summary.outcomes) == 1 and len(list(tmp_path.glob("records/*/*/*.json"))) == 1  # one job for both seeds
     with pytest.raises(ConfigError, match="shortlister 'gism' returns one match per query"):
         reg.create("hvpr[shortlister=gism,reranker=seqmatch]")
+
+
+def test_degenerate_descriptors_and_a_radius_covering_the_map_are_warned_about(tmp_path):
+    ds = make_toy_dataset(n=200)
+    const = replace(ds, reference=replace(ds.reference, descriptors=np.ones_like(ds.reference.descriptors)))
+    rec = run(tmp_path / "a", "netvlad", dataset=const).outcomes[0].record
+    assert any("the tie rule (lower reference index) decided the match" in w for w in rec["warnings"]), rec["warnings"]
+    assert not any("tie rule" in w for w in run(tmp_path / "b", "netvlad").outcomes[0].record["warnings"])
+    wide = run(tmp_path / "c", "netvlad", protocol_overrides={"radius": 1e9}).outcomes[0].record
+    assert any("the radius covers most of the map" in w for w in wide["warnings"]), wide["warnings"]
+    assert not any("covers most of the map" in w for w in run(tmp_path / "d", "netvlad").outcomes[0].record["warnings"])

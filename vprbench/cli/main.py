@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from tabulate import tabulate
@@ -33,9 +34,9 @@ examples:
 def _seed_list(text: str) -> list[int]:
     """Comma-separated seeds, each an integer in [0, 2**63)."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (no empty entries), got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     bad = [v for v in values if not 0 <= v < 2**63]
@@ -52,18 +53,46 @@ def _device(text: str) -> str:
     return text
 
 
+def _scheduler(text: str) -> str:
+    import re
+
+    if text == "local" or re.fullmatch(r"(tcp|tls|ucx)://[^\s/:]+:\d+|[^\s/:]+:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected a Dask scheduler address (tcp://HOST:PORT or HOST:PORT) or 'local', got {text!r}")
+
+
 class _Once(argparse.Action):
-    """An option that may be given only once (a second --methods would silently replace the first)."""
+    """An option that may be given only once (a second --dataset would silently replace the first).
+
+    Every single-valued option of every command is one (:func:`_only_once`); the options given are
+    recorded in ``namespace._given_once`` (to tell an explicit ``--seq-len 5`` from the default).
+    """
 
     def __call__(self, parser, namespace, values, option_string=None):  # noqa: ANN001
         given = namespace.__dict__.setdefault("_given_once", set())
         if self.dest in given:
-            parser.error(f"{option_string} given twice; give it once (a comma-separated list makes several)")
+            hint = " (a comma-separated list makes several)" if self.dest in ("methods", "seeds") else ""
+            parser.error(f"{option_string} given twice; give it once{hint}")
         given.add(self.dest)
         setattr(namespace, self.dest, values)
 
 
-def _key_values(items: list[str]) -> dict[str, object]:
+def _only_once(parser: argparse.ArgumentParser) -> None:
+    """Make every single-valued option of ``parser`` and its commands an :class:`_Once` option."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _only_once(sub)
+        elif type(action) is argparse._StoreAction and action.option_strings:
+            action.__class__ = _Once
+
+
+def explicitly_given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether option ``dest`` was given on the command line (not left at its default)."""
+    return dest in getattr(args, "_given_once", set())
+
+
+def _key_values(items: list[str], option: str = "--dataset-param") -> dict[str, object]:
     """Parse KEY=VALUE options; values are read as TOML scalars (numbers, true/false) or kept as text."""
     import tomllib
 
@@ -71,7 +100,9 @@ def _key_values(items: list[str]) -> dict[str, object]:
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise ConfigError(f"--dataset-param {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE")
+        if key.strip() in out:
+            raise ConfigError(f"{option} {key.strip()} is given twice; give it once")
         if value.strip().lower() in ("true", "false"):
             out[key.strip()] = value.strip().lower() == "true"
             continue
@@ -128,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="sweep a run setting (seq_len, boundary), a method parameter (METHOD.KEY), a dataset parameter "
                        "(dataset.KEY) or a protocol field (protocol.radius|tolerance); several make a grid (repeatable)")
     p_run.add_argument("--workers", type=int, default=1, metavar="N", help="run independent jobs on N local processes (default: 1)")
-    p_run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+    p_run.add_argument("--scheduler", default=None, metavar="ADDRESS", type=_scheduler,
                        help="run jobs on a Dask cluster at ADDRESS, or 'local' to start a LocalCluster of --workers processes")
     p_run.add_argument("--protocol", default=None, metavar="NAME",
                        help="evaluation protocol of the dataset (default: its 'default'; see `vprbench datasets info NAME`)")
@@ -164,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
         sub_parser.add_argument("--plugins", action="append", dest="plugins_after", default=[], metavar="DIR",
                                 help="extra folder of method plugin files (repeatable; also $VPRBENCH_PLUGIN_PATH)")
+    _only_once(parser)
     return parser
 
 
@@ -218,11 +250,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--dataset {args.dataset!r} is a directory; give a dataset name or a definition file (.toml)")
     registry = discover(args.plugins)
     axes = [parse_sweep(s, registry) for s in args.sweep]
+    dataset_params = _key_values(args.dataset_param, "--dataset-param")
+    for axis in axes:  # a swept setting that is also fixed by an option would silently ignore one of them
+        if axis.target == "run" and explicitly_given(args, axis.key):
+            raise ConfigError(f"--sweep {axis.name}=... and --{axis.key.replace('_', '-')} both set {axis.key}; give one of them")
+        if axis.target == "dataset" and axis.key in dataset_params:
+            raise ConfigError(f"--sweep {axis.name}=... and --dataset-param {axis.key}=... both set {axis.key}; give one of them")
     specs = expand(args.methods, [*args.param, *method_param_options(axes)], registry)
     base = RunConfig(
         dataset=args.dataset, out=args.out, seq_len=args.seq_len, boundary=args.boundary, seeds=args.seeds,
         split=args.split, query=args.query, train_dataset=args.train_dataset, data_dir=args.data_dir,
-        dataset_params=_key_values(args.dataset_param), protocol=args.protocol,
+        dataset_params=dataset_params, protocol=args.protocol,
         top_k=args.top_k, device=args.device, memory_mb=args.memory_mb, force=args.force,
         progress=progress_enabled({"auto": None, "on": True, "off": False}[args.progress]),
     )
@@ -248,6 +286,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for o in summary.failed:
             log.error("failed: %s seed %d: %s", o.spec.label, o.seed, o.error)
         return 1
+    if summary.outcomes and all(o.status == "unsupported" for o in summary.outcomes):
+        log.error("vprbench: error: none of the requested methods can run on dataset %s (see 'not run' above)", args.dataset)
+        return 2
     return 0
 
 
@@ -304,6 +345,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+_SHOWN: set[str] = set()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Python warnings on the command line: one ``warning: ...`` line per distinct message."""
+    text = str(message)
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        log.warning("warning: %s", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -316,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    shown, warnings.showwarning = warnings.showwarning, _show_warning  # "warning: ..." lines, not file:line + source
+    try:
+        return _dispatch(args)
+    finally:
+        warnings.showwarning = shown
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     commands = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "check": cmd_check}
     command = commands.get(args.command) or getattr(args, "handler", None)
     try:

@@ -67,12 +67,17 @@ from vprbench.matching.distances import pairwise_distances
 
 
 def resolve_device(requested: str) -> torch.device:
-    """``cuda`` only if requested and available (falls back to CPU with a warning); else CPU."""
+    """The torch device for ``requested`` (``cpu``, ``cuda``, ``cuda:N``); ConfigError when CUDA (or GPU N) is not
+    available — never a silent fall-back to the CPU, whose results the record would attribute to the GPU."""
     if requested.startswith("cuda"):
-        if torch.cuda.is_available():
-            return torch.device(requested)
-        warnings.warn(f"device {requested!r} requested but CUDA is not available; training on the CPU", stacklevel=2)
-        return torch.device("cpu")
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA support" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"--device {requested}: CUDA is not available ({why}; torch {torch.__version__}); use --device cpu")
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {requested}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0.."
+                              f"cuda:{torch.cuda.device_count() - 1})")
+        return torch.device(requested)
     if requested != "cpu":
         raise ConfigError(f"device must be 'cpu' or 'cuda[:N]', got {requested!r}")
     return torch.device("cpu")

@@ -54,8 +54,8 @@ def format_spec(name: str, params: Mapping[str, object]) -> str:
     return f"{name}[{inner}]"
 
 
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside square brackets (empty parts dropped)."""
+def split_top_level(text: str, sep: str = ",", keep_empty: bool = False) -> list[str]:
+    """Split on ``sep`` outside square brackets (empty parts dropped unless ``keep_empty``)."""
     parts, depth, cur = [], 0, []
     for ch in text:
         if ch == "[":
@@ -72,7 +72,7 @@ def split_top_level(text: str, sep: str = ",") -> list[str]:
     if depth:
         raise ConfigError(f"unbalanced '[' in method spec {text!r}")
     parts.append("".join(cur).strip())
-    return [p for p in parts if p]
+    return parts if keep_empty else [p for p in parts if p]
 
 
 def _split_item(item: str) -> tuple[str, dict[str, list[str]]]:
@@ -91,7 +91,10 @@ def _split_item(item: str) -> tuple[str, dict[str, list[str]]]:
                 raise ConfigError(f"method spec {item!r}: expected key=value, got {kv!r}")
             if key.strip() in grid:
                 raise ConfigError(f"method spec {item!r}: parameter {key.strip()!r} given twice")
-            grid[key.strip()] = [v.strip() for v in split_top_level(value, "|")] or [""]
+            if any(not v for v in split_top_level(value, "|", keep_empty=True)):
+                raise ConfigError(f"method spec {item!r}: parameter {key.strip()!r} has an empty value; expected {key.strip()}=VALUE "
+                                  "(or VALUE|VALUE for alternatives)")
+            grid[key.strip()] = [v.strip() for v in split_top_level(value, "|")]
     return name, grid
 
 
@@ -116,7 +119,12 @@ def expand_item(item: str, registry: Registry, extra: Mapping[str, Mapping[str, 
         item = f"{matcher[:-1]},frontend={front}]" if matcher.endswith("]") else f"{matcher}[frontend={front}]"
     name, grid = _split_item(item)
     registry.get(name)  # unknown method -> error with suggestions
-    axes = {**(extra or {}).get(name, {}), **grid}
+    outside = (extra or {}).get(name, {})
+    both = sorted(set(outside) & set(grid))
+    if both:
+        raise ConfigError(f"method spec {item!r}: {', '.join(both)} is set both in the spec and by --param {name}.{both[0]}=... "
+                          "(or --sweep); give it in one place")
+    axes = {**outside, **grid}
     keys = sorted(axes)
     options: list[list[object]] = []
     for k in keys:
@@ -147,7 +155,8 @@ def parse_param_options(options: Iterable[str], registry: Registry) -> dict[str,
             raise ConfigError(f"--param {opt!r}: expected METHOD.KEY=VALUE[,VALUE...]")
         registry.get(method)
         if key in out.get(method, {}):
-            raise ConfigError(f"--param {opt!r}: {method}.{key} is given twice; put every value in one --param {method}.{key}=A,B")
+            raise ConfigError(f"{method}.{key} is given twice (by two --param options, or by --param and --sweep); put every "
+                              f"value in one --param {method}.{key}=A,B or one --sweep {method}.{key}=A,B")
         sep = "|" if _is_stage(registry, method, key) else ","
         out.setdefault(method, {})[key] = [v.strip() for v in split_top_level(value.replace("|", sep) if sep == "," else value, sep)]
     return out
@@ -160,9 +169,11 @@ def expand(methods: str, param_options: Iterable[str], registry: Registry) -> li
     methods that are not in ``methods``.
     """
     extra = parse_param_options(param_options, registry)
-    items = split_top_level(methods)
-    if not items:
+    items = split_top_level(methods, keep_empty=True)
+    if not any(items):
         raise ConfigError("--methods is empty; give 'all' or a comma-separated list of method names")
+    if not all(items):
+        raise ConfigError(f"--methods {methods!r} has an empty entry (two commas, or one at an end); expected NAME,NAME,...")
     names_used: set[str] = set()
     specs: list[MethodSpec] = []
     for item in items:
@@ -175,7 +186,8 @@ def expand(methods: str, param_options: Iterable[str], registry: Registry) -> li
     unused = sorted(set(extra) - names_used)
     if unused:
         raise ConfigError(
-            f"--param given for method(s) {unused} that are not in --methods {methods!r}; add them to --methods or drop the --param"
+            f"--param or --sweep given for method(s) {unused} that are not in --methods {methods!r}; add them to --methods or drop "
+            "the option"
         )
     return specs
 

@@ -8,6 +8,7 @@ figures (tests inspect them); :func:`make_plots` saves them as PNG files.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from vprbench.reporting.intervals import norm_key
 from vprbench.reporting.styles import Style, assign_styles, styles_for
 from vprbench.reporting.tables import GROUP_KEYS, recall_columns
 from vprbench.running.layout import example_path, slug
+
+log = logging.getLogger("vprbench")
 
 #: Colours of the distance-matrix overlays (the same in every panel).
 GT_COLOR = "#00a6d6"
@@ -297,6 +300,9 @@ def make_plots(df: pd.DataFrame, records: list[dict[str, Any]], root: Path, out_
         paths = [save_figure(curves_figure(s, recs, styles, title), out_dir / f"{stem}-curves.png")]
         example = example_path(root, values["dataset"], values["split"], values["query"], values["dataset_fingerprint"])
         if example.exists():
-            paths.append(save_figure(distance_matrix_figure(example, recs, root, styles), out_dir / f"{stem}-distance-matrix.png"))
+            try:
+                paths.append(save_figure(distance_matrix_figure(example, recs, root, styles), out_dir / f"{stem}-distance-matrix.png"))
+            except (OSError, ValueError, KeyError) as e:  # a damaged crop file: the other plots are still made
+                log.warning("distance-matrix plot skipped: %s is unreadable (%s); it is rewritten by the next run with --force", example, e)
         written[key] = paths
     return written

@@ -69,6 +69,15 @@ def execute(task: Task) -> TaskResult:
     return result
 
 
+def _pool_worker_init(threads: int) -> None:
+    """Process-pool worker initialiser: Ctrl-C is the parent's to handle (it stops the workers, without a
+    traceback from each), and the thread limit of :func:`_limit_threads`."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads(threads)
+
+
 def _limit_threads(threads: int) -> None:
     """Worker initialiser: one BLAS / torch thread pool size per worker, so workers do not oversubscribe the cores."""
     try:
@@ -141,8 +150,9 @@ def run_tasks(tasks: list[Task], workers: int = 1, scheduler: str | None = None,
     failed = 0
     while pending:  # a crashed worker breaks the pool: the tasks it did not finish go to a new one, once more
         broken: list[Task] = []
-        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_limit_threads,
-                                    initargs=(threads,)) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_pool_worker_init,
+                                      initargs=(threads,))
+        try:
             futures = {pool.submit(execute, t): t for t in pending}
             for fut in cf.as_completed(futures):
                 t = futures[fut]
@@ -160,6 +170,12 @@ def run_tasks(tasks: list[Task], workers: int = 1, scheduler: str | None = None,
                     results.append(_failed(t, f"worker error: {e!r}"))
                 bar.update(1)
                 bar.set_postfix(done=len(results) - failed, running=min(workers, len(futures) - len(results)), failed=failed)
+        except KeyboardInterrupt:  # stop now: the workers' unfinished jobs leave no record (their claims go stale)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         if broken:
             log.warning("a worker process crashed; rerunning the %d task(s) it left unfinished", len(broken))
         pending = broken
@@ -184,7 +200,11 @@ def _run_dask(tasks: list[Task], scheduler: str, workers: int, progress: bool) -
         client = Client(cluster)
         client.run(_limit_threads, threads)
     else:
-        client = Client(scheduler, timeout="30s")
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, ValueError, TimeoutError) as e:
+            raise ConfigError(f"--scheduler {scheduler!r}: cannot connect to a Dask scheduler there ({str(e).splitlines()[0]}); "
+                              "expected a running scheduler's address such as tcp://HOST:8786, or 'local'") from None
     results, failed = [], 0
     try:
         futures = [client.submit(execute, t, pure=False, key=f"vprbench-task-{i}-{time.time_ns()}") for i, t in enumerate(tasks)]

@@ -9,10 +9,17 @@ A record is one JSON file per evaluated job (schema ``vprbench.result``). Readin
   wrote it) and skipped with a warning;
 * a record of an older schema version: :class:`OlderRecord` — left untouched and skipped; run
   the job again to get a current record.
+
+Records are sealed when written (:func:`seal`): ``content_sha256`` over the record itself and
+``files`` with the sha256 of the prediction, per-query and evaluation files it refers to (paths
+relative to the results folder, never outside it). A record edited by hand, whose key does not
+match its identity or file name, or whose files changed or are unreadable is an
+:class:`InvalidRecord`: set aside and recomputed, never reported.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -21,12 +28,16 @@ from pathlib import Path
 from typing import Any
 
 from vprbench.core.errors import DataError
+from vprbench.core.hashing import canonical_json, stable_hash
 
 log = logging.getLogger("vprbench")
 
 SCHEMA = "vprbench.result"
 #: 2: records keyed by job identity (code, resolved parameters, protocol), per-query predictions.
-SCHEMA_VERSION = 2
+#: 3: sealed: the record's own content hash and the hashes of the files it refers to.
+SCHEMA_VERSION = 3
+#: The fields of a record naming files under the results folder, all sealed into the record.
+FILE_FIELDS = ("predictions", "per_query", "evaluation_data")
 
 
 class InvalidRecord(DataError):
@@ -79,9 +90,78 @@ def record_problems(record: Any) -> list[str]:
     pr = metrics.get("pr")
     if not isinstance(pr, dict) or not (pr.get("auc") is None or (_number(pr.get("auc")) and 0.0 <= pr["auc"] <= 1.0 + 1e-9)):
         problems.append("metrics.pr.auc missing or outside [0, 1]")
-    if not isinstance(record.get("predictions"), str):
-        problems.append("field 'predictions' (path of the stored ranking) missing")
+    for key in FILE_FIELDS:
+        rel = record.get(key)
+        if not isinstance(rel, str) or not rel:
+            problems.append(f"field {key!r} (a file under the results folder) missing")
+        elif Path(rel).is_absolute() or ".." in Path(rel).parts:
+            problems.append(f"field {key!r} = {rel!r} leaves the results folder (expected a relative path inside it)")
+    identity = record.get("identity")
+    if not isinstance(identity, dict):
+        problems.append("field 'identity' missing or not an object")
+    elif isinstance(job, dict):
+        ranking = identity.get("ranking") if isinstance(identity.get("ranking"), dict) else {}
+        for field, value in (("seq_len", identity.get("seq_len")), ("boundary", identity.get("boundary")),
+                             ("dataset", ranking.get("dataset")), ("split", ranking.get("split"))):
+            if job.get(field) != value:
+                problems.append(f"job.{field} = {job.get(field)!r} differs from its identity's {value!r}")
     return problems
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _content_sha256(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "content_sha256"}).encode()).hexdigest()
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """The key a record with this identity is stored under."""
+    return stable_hash({**identity, "schema": SCHEMA_VERSION})
+
+
+def seal(record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``record`` with the sha256 of its files (under ``root``) and of itself added."""
+    out = {**record, "files": {record[k]: file_sha256(Path(root) / record[k]) for k in FILE_FIELDS}}
+    out["content_sha256"] = _content_sha256(out)
+    return out
+
+
+def check_seal(record: dict[str, Any], path: Path, root: Path | None) -> list[str]:
+    """What shows ``record`` (read from ``path``) was changed after it was written (empty: nothing)."""
+    problems = []
+    if record.get("content_sha256") != _content_sha256(record):
+        problems.append("its content does not match its content_sha256 (edited after it was written)")
+    if record.get("key") != path.stem:
+        problems.append(f"its key {record.get('key')!r} is not its file name {path.stem!r}")
+    elif record.get("key") != identity_key(record["identity"]):
+        problems.append("its key is not the hash of its identity")
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return [*problems, "field 'files' (hashes of its files) missing"]
+    if root is not None:
+        for key in FILE_FIELDS:
+            rel = record[key]
+            try:
+                ok = files.get(rel) == file_sha256(Path(root) / rel)
+            except OSError:
+                problems.append(f"its {key} file {rel!r} is missing or unreadable")
+                continue
+            if not ok:
+                problems.append(f"its {key} file {rel!r} changed after the record was written")
+    return problems
+
+
+def results_root(path: Path) -> Path | None:
+    """The results folder of a record at ``<root>/records/<dataset>/<method>/<key>.json`` (None elsewhere)."""
+    path = Path(path)
+    return path.parents[3] if len(path.parents) > 3 and path.parents[2].name == "records" else None
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -106,6 +186,9 @@ def read_record(path: Path) -> dict[str, Any]:
     problems = record_problems(record)
     if problems:
         raise InvalidRecord(f"result record {str(path)!r} is structurally invalid: {'; '.join(problems)}")
+    problems = check_seal(record, Path(path), results_root(Path(path)))
+    if problems:
+        raise InvalidRecord(f"result record {str(path)!r} is not as it was written: {'; '.join(problems)}")
     return record
 
 

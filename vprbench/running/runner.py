@@ -48,7 +48,17 @@ from vprbench.running import identity as ident
 from vprbench.running.environment import PeakMemory, environment, utc_now
 from vprbench.running.evaldata import save_evaluation_data
 from vprbench.running.layout import claim_path, example_path, prediction_path, record_path, split_data_path
-from vprbench.running.records import SCHEMA, SCHEMA_VERSION, InvalidRecord, NewerRecord, OlderRecord, read_record, set_aside
+from vprbench.running.records import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    InvalidRecord,
+    NewerRecord,
+    OlderRecord,
+    identity_key,
+    read_record,
+    seal,
+    set_aside,
+)
 
 log = logging.getLogger("vprbench")
 
@@ -168,8 +178,9 @@ def check_needs(method: Method, split: SplitData, train_ds: BenchmarkDataset | N
     """Why ``method`` cannot run on ``split`` (trained on ``train_ds``'s 'train' split when given); None if it can."""
     needs = method.info.needs
     if train_ds is not None and method.info.trains and "train" not in train_ds.splits:
-        return (f"trains, but dataset {train_ds.name!r} has no 'train' split (splits: {', '.join(train_ds.splits)}); "
-                "give --train-dataset DATASET")
+        other = train_ds.name != split.dataset
+        return (f"trains, but {'the training ' if other else ''}dataset {train_ds.name!r} has no 'train' split (splits: "
+                f"{', '.join(train_ds.splits)}); " + ("give a --train-dataset that has one" if other else "give --train-dataset DATASET"))
     has_desc = split.reference.descriptors is not None and split.query.descriptors is not None
     if "descriptors" in needs and not has_desc:
         return "needs per-frame descriptors; this dataset has none (imported distances or images only)"
@@ -254,7 +265,7 @@ class Runner:
                 )
                 rkey = ident.key({**rid, "schema": SCHEMA_VERSION})
                 eid = ident.record_identity(rid, seq_len=c.seq_len, boundary=c.boundary, protocol=protocol.to_dict())
-                key = ident.key({**eid, "schema": SCHEMA_VERSION})
+                key = identity_key(eid)
                 if key in jobs:
                     if spec.label not in jobs[key].labels:
                         jobs[key].labels.append(spec.label)
@@ -265,7 +276,13 @@ class Runner:
                     record_path(self.out, ds.name, method.info.name, key), prediction_path(self.out, ds.name, method.info.name, rkey),
                     [spec.label],
                 )
-        return list(jobs.values())
+        planned = list(jobs.values())
+        self._check_training_dims(planned, test, train_ds)
+        if c.device != "cpu" and any(j.method.info.trains for j in planned):
+            from vprbench.learning.trainer import resolve_device
+
+            resolve_device(c.device)  # CUDA missing: a ConfigError now, not after the other jobs ran
+        return planned
 
     @classmethod
     def _check_composition(cls, method: Method, test: SplitData, train_ds: BenchmarkDataset) -> None:
@@ -296,13 +313,13 @@ class Runner:
         query = c.query or ds.default_query
         protocol = self.protocol(ds)
         jobs = self.plan(specs, ds, test, train_ds)
-        self.data_warnings = self._data_warnings(ds, test, train_ds)
+        self._data = EvaluationData.from_split(test)
+        self.data_warnings = self._data_warnings(ds, test, train_ds) + self._protocol_warnings(protocol)
         for w in self.data_warnings:
             if (ds.fingerprint, w) not in _WARNED:  # once per process, not once per job
                 _WARNED.add((ds.fingerprint, w))
                 log.warning("warning: %s", w)
         self._evaldata = split_data_path(self.out, ds.name, c.split, query, ds.fingerprint)
-        self._data = EvaluationData.from_split(test)
         try:
             if c.force or not self._evaldata.exists():
                 save_evaluation_data(self._evaldata, self._data)
@@ -477,6 +494,29 @@ class Runner:
                        f"and are not evaluated: every method is scored on the other {len(valid) - dropped}")
         return out
 
+    @staticmethod
+    def _check_training_dims(jobs: list[PlannedJob], test: SplitData, train_ds: BenchmarkDataset) -> None:
+        """Learned methods trained on another dataset need its descriptors' dimension: a DataError now, not after training."""
+        if train_ds.name == test.dataset or "train" not in train_ds.splits or not any(j.method.info.trains for j in jobs):
+            return
+        train = train_ds.split("train")
+        if train.reference.descriptors is None or test.reference.descriptors is None:
+            return
+        if train.reference.dim != test.reference.dim:
+            raise DataError(f"training dataset {train_ds.name!r} has D={train.reference.dim} descriptors but dataset "
+                            f"{test.dataset!r} has D={test.reference.dim}: a model trained on one cannot encode the other; "
+                            "expected equal dimensions")
+
+    def _protocol_warnings(self, protocol: Protocol) -> list[str]:
+        """A protocol under which most references are positives of every query makes Recall@N trivially high."""
+        gt = self._data.ground_truth(protocol)
+        counts = np.diff(gt.indptr)
+        share = float(counts.mean() / gt.n_ref) if gt.n_ref and counts.size else 0.0
+        if share > 0.5:
+            return [f"protocol {protocol.name}: a query has on average {counts.mean():.0f} of the {gt.n_ref} references as positives "
+                    f"({share:.0%}): the radius covers most of the map, so Recall@N is high whatever the method"]
+        return []
+
     def _record(self, job: PlannedJob, arrays: dict[str, np.ndarray], meta: dict[str, Any], ds: BenchmarkDataset, test: SplitData,
                 protocol: Protocol, tag: str) -> JobOutcome:
         """Evaluate a stored ranking for one job and write its record (and per-query results)."""
@@ -491,6 +531,10 @@ class Runner:
         warnings = list(self.data_warnings) + list(meta.get("warnings", []))
         if ev.n_evaluated and ev.n_unmatched > 0.25 * ev.n_evaluated:
             warnings.append(f"{method.label}: {ev.n_unmatched} of {ev.n_evaluated} evaluated queries got no match")
+        if ev.n_queries >= 10 and ev.ties_at_1 > 0.5 * ev.n_queries:
+            warnings.append(f"{method.label}: for {ev.ties_at_1} of {ev.n_queries} queries the best two references are at the same "
+                            "distance, so the tie rule (lower reference index) decided the match: are the descriptors degenerate "
+                            "(constant or all-zero rows)?")
         training = meta.get("training")
         record = {
             "schema": SCHEMA,
@@ -553,6 +597,7 @@ class Runner:
         }
         try:
             save_npz_atomic(per_query, **per_query_arrays(ev, arrays["indices"]))
+            record = seal(record, self.out)
             write_json_atomic(job.record_path, record)
         except OSError as e:
             raise OutputError(f"cannot write results under {str(self.out)!r} ({e.strerror or e}); finished jobs are kept") from None
