@@ -18,7 +18,7 @@ from vprbench.kernels import (
     split_distance_source,
     velocity_range,
 )
-from vprbench.method import ConfigError, Method, MethodInfo, Param, Ranking, RunContext, SplitData
+from vprbench.method import ConfigError, DataError, Method, MethodInfo, Param, Ranking, RunContext, SplitData
 
 #: Resolved values per preset. None: vprbench's defaults (see the class docstring for where they
 #: differ from the programs); "openseqslam" / "openseqslam2": each released program's defaults.
@@ -177,6 +177,10 @@ class SeqSLAM(Method):
         r = self.resolved_params
         W = self.window(ctx.seq_len)
         vel = self.velocities(W)
+        longest = int((split.query.segment_bounds[:, 1] - split.query.segment_bounds[:, 0]).max())
+        if r["ds"] and W > longest:
+            raise DataError(f"method 'seqslam': its window of {W} query frames (ds={r['ds']}) is longer than the longest segment "
+                            f"of traverse {split.query.name!r} ({longest} frames); use a smaller ds")
         check_seq_len(W, split.query.segment_bounds, what=f"traverse {split.query.name!r} (seqslam window)")
         boundary = r["boundary"] or ctx.boundary
         src = split_distance_source(split, metric="sad" if r["distance"] == "sad" else "euclidean", memory_mb=ctx.memory_mb)

@@ -190,3 +190,30 @@ def test_sweep_plot_lines_bands_categories_and_errors():
         sweep_plot(df, "L", "R@5", hue="label")
     with pytest.raises(ConfigError, match="band must be"):
         sweep_plot(df, "L", "R@1", band=("lo",))
+
+
+def test_sweep_plots_keep_each_methods_colour_and_name_from_the_other_plots(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    from vprbench.reporting.styles import assign_styles
+    from vprbench.reporting.sweeps import plot_sweeps
+
+    drawn = {}
+    original = Axes.plot
+
+    def record(self, *args, **kw):
+        drawn[kw.get("label")] = kw
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Axes, "plot", record)
+    frame = pd.DataFrame([{"dataset": "d", "line": line, "family": fam, "x": x, "seed": 0, "R@1": 0.5}
+                          for line, fam in (("netvlad", "single-image"), ("seqmatch", "sequence-matching")) for x in (1, 3)])
+    styles = assign_styles([("single image (synthetic)", "single-image"), ("smoothing", "sequential-descriptor"),
+                            ("seqmatch", "sequence-matching")])
+    plot_sweeps(frame, "seq_len", tmp_path, styles=styles, display={"netvlad": "single image (synthetic)"})
+    assert set(drawn) == {"single image (synthetic)", "seqmatch"}
+    for label, kw in drawn.items():
+        assert kw["color"] == styles[label].color and kw["marker"] == styles[label].marker

@@ -102,17 +102,18 @@ def report(
     with_ci = add_intervals(summary, df, records, root, block_length=block_length, n_boot=n_boot, level=level)
     paths = write_tables(with_ci, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
     axes = list(dict.fromkeys([*sweep_axes(records), *sweeps]))
+    styles = styles_for(df)
     if axes:
+        display = dict(zip(df["canonical"].astype(str), df["label"].astype(str)))
         text = ""
         for axis in axes:
             frame = sweep_frame(records, axis)
             text += sweep_tables(frame, axis)
             if plots:
-                for i, p in enumerate(plot_sweeps(frame, axis, root / "plots")):
+                for i, p in enumerate(plot_sweeps(frame, axis, root / "plots", styles=styles, display=display)):
                     paths[f"sweep-{axis}-{i}"] = p
         paths["sweeps"] = root / "tables" / "sweeps.md"
         paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
-    styles = styles_for(df)
     figures: dict[tuple, list[Path]] = {}
     if plots or html:
         figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from vprbench.reporting.styles import Style, assign_styles
 from vprbench.running.layout import slug
 
 
@@ -107,23 +108,21 @@ def sweep_tables(frame: pd.DataFrame, axis: str, metric: str = "R@1") -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _styles(lines: list[str]) -> dict[str, dict[str, Any]]:
-    import matplotlib
+def plot_sweeps(frame: pd.DataFrame, axis: str, out_dir: Path, metric: str = "R@1", styles: dict[str, Style] | None = None,
+                display: dict[str, str] | None = None) -> list[Path]:
+    """One PNG per group: ``metric`` vs ``axis``, a line per method, the seeds' min-max as a band.
 
-    colours = matplotlib.colormaps["tab20"].colors
-    markers = "osD^vP*Xh<>p"
-    return {line: {"color": colours[i % len(colours)], "marker": markers[i % len(markers)],
-                   "linestyle": ("-", "--", ":", "-.")[(i // len(colours)) % 4]} for i, line in enumerate(lines)}
-
-
-def plot_sweeps(frame: pd.DataFrame, axis: str, out_dir: Path, metric: str = "R@1") -> list[Path]:
-    """One PNG per group: ``metric`` vs ``axis``, a line per method, the seeds' min-max as a band."""
+    ``styles``: the report's styles by display label and ``display``: canonical label -> display
+    label, so a method keeps its colour and name from the other plots; lines without one (a
+    parameter sweep's base label) get their own from :func:`assign_styles`.
+    """
     if frame.empty:
         return []
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     keys = [k for k in ("dataset", "split", "query", "seq_len", "boundary", "protocol") if k in frame]
@@ -131,19 +130,23 @@ def plot_sweeps(frame: pd.DataFrame, axis: str, out_dir: Path, metric: str = "R@
     for key, g in frame.groupby(keys, dropna=False, sort=False):
         numeric = pd.api.types.is_numeric_dtype(g["x"])
         lines = sorted(g["line"].unique())
-        styles = _styles(lines)
+        names = {line: (display or {}).get(line, line) for line in lines}
+        family = dict(zip(g["line"], g["family"].fillna("").astype(str)))
+        own = assign_styles((names[line], family[line]) for line in lines)
         fig, ax = plt.subplots(figsize=(7.5, 4.8))
         for line in lines:
             s = g[g["line"] == line].groupby("x")[metric].agg(["mean", "min", "max"]).reset_index()
             s = s.sort_values("x") if numeric else s
             xs = s["x"] if numeric else np.arange(len(s))
-            st = styles[line]
-            ax.plot(xs, s["mean"], label=line, **st)
+            st = (styles or {}).get(names[line]) or own[names[line]]
+            ax.plot(xs, s["mean"], label=names[line], **st.line())
             if (s["max"] > s["min"]).any():
-                ax.fill_between(xs, s["min"], s["max"], alpha=0.15, color=st.get("color"))
+                ax.fill_between(xs, s["min"], s["max"], alpha=0.15, color=st.color)
         ax.set(xlabel=axis, ylabel=metric, ylim=(0, 1.02), title=f"{metric} vs {axis}")
         if not numeric:
             ax.set_xticks(np.arange(g["x"].nunique()), sorted(g["x"].unique(), key=str))
+        elif all(float(v).is_integer() for v in g["x"]):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best", ncol=2 if len(lines) > 8 else 1)
         title = ", ".join(f"{k} {v}" for k, v in zip(keys, key if isinstance(key, tuple) else (key,)))

@@ -90,10 +90,13 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 def _display_labels(df: pd.DataFrame) -> pd.Series:
     """Row labels: the canonical label, plus what tells apart rows of one table that would otherwise share it."""
     label = df["label"].astype(str).copy()
-    # the single-image baseline is named for what it searches: "netvlad" only where the descriptors are NetVLAD
+    # the single-image baseline is named for what it searches: "netvlad" only where the dataset says its
+    # descriptors are NetVLAD (its top-level ``descriptors``), else "single image (KIND)" or, unnamed,
+    # "single image (nearest neighbour)"
     kind = df["descriptor_kind"].fillna("").astype(str) if "descriptor_kind" in df else pd.Series("", index=df.index)
-    baseline = (df["method"] == "netvlad") & (kind != "") & ~kind.str.lower().str.startswith("netvlad")
-    label[baseline] = label[baseline].str.replace("netvlad", "single image", n=1, regex=False) + " (" + kind[baseline] + ")"
+    baseline = (df["method"] == "netvlad") & ~kind.str.lower().str.startswith("netvlad")
+    shown = kind.where(kind != "", "nearest neighbour")
+    label[baseline] = label[baseline].str.replace("netvlad", "single image", n=1, regex=False) + " (" + shown[baseline] + ")"
     cross = df["train_dataset"].notna() & (df["train_dataset"] != df["dataset"])
     label[cross] = label[cross] + " (trained on " + df.loc[cross, "train_dataset"].astype(str) + ")"
     keys = [k for k in GROUP_KEYS if k in df]
@@ -149,6 +152,12 @@ def table_title(key: tuple, g: pd.DataFrame) -> str:
     return f"{ds} / {split} ({'; '.join(parts)})"
 
 
+def _ci_level(g: pd.DataFrame) -> str:
+    """The intervals' level as text (e.g. "95 %"), from the report's ``ci level`` column."""
+    level = g["ci level"].dropna().iloc[0] if "ci level" in g and g["ci level"].notna().any() else 0.95
+    return f"{100 * float(level):g} %"
+
+
 def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
     """Tables per (dataset, split, query, L, boundary, protocol), methods grouped by family like the paper."""
     if summary.empty:
@@ -159,6 +168,7 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
         rows, last_family = [], None
         multi_seed = (g["seeds"] > 1).any()
         show_unmatched = (g["no_match"].fillna(0) > 0).any()
+        show_ci = "R@1 lo" in g and g["R@1 lo"].notna().any()  # intervals added by the report (add_intervals)
         for _, r in g.iterrows():
             fam = r["family"] if r["family"] != last_family else ""
             last_family = r["family"]
@@ -169,12 +179,17 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
                 row.insert(2 + len(rc), str(int(round(r["no_match"]))))
             if multi_seed:
                 row.insert(3, "-" if r["deterministic"] else _cell(r["R@1 std"]))
+            if show_ci:
+                ci = "-" if pd.isna(r["R@1 lo"]) else f"[{_cell(r['R@1 lo'])}, {_cell(r['R@1 hi'])}]"
+                row.insert(3, ci)
             rows.append(row)
         headers = ["family", "method", *rc, "PR-AUC", "fit s", "rank s"]
         if show_unmatched:
             headers.insert(2 + len(rc), "no match")
         if multi_seed:
             headers.insert(3, "R@1 std")
+        if show_ci:
+            headers.insert(3, f"R@1 {_ci_level(g)} CI")
         title = table_title(key, g)
         notes = []
         if g["untrained"].any():

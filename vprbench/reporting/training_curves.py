@@ -80,6 +80,7 @@ def plot_training_curves(records: Iterable[Mapping[str, Any]], out_dir: Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir = Path(out_dir)
     paths: list[Path] = []
@@ -95,15 +96,16 @@ def plot_training_curves(records: Iterable[Mapping[str, Any]], out_dir: Path) ->
                 ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", ms=3, label=f"val {name}")
             frac = [(e, v) for e, v in zip(c.epochs, c.trained_fraction) if v is not None and e > 0]
             if frac:
-                ax.plot([e for e, _ in frac], [v for _, v in frac], ls="--", color="grey", label="queries trained")
+                ax.plot([e for e, _ in frac], [v for _, v in frac], ls="--", marker=".", color="grey", label="queries trained")
             if c.best_epoch is not None:
                 ax.axvline(c.best_epoch, color="black", lw=0.8, ls=":", label=f"kept (epoch {c.best_epoch})")
             ax.set_ylim(0.0, 1.02)
             ax.set_xlabel("epoch (0 = untrained)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             loss = [(e, v) for e, v in zip(c.epochs, c.loss) if v is not None]
             if loss:
                 ax2 = ax.twinx()
-                ax2.plot([e for e, _ in loss], [v for _, v in loss], color="tab:red", lw=0.8, alpha=0.6)
+                ax2.plot([e for e, _ in loss], [v for _, v in loss], color="tab:red", lw=0.8, alpha=0.6, marker="x", ms=4)
                 ax2.set_ylabel("training loss", color="tab:red")
             title = c.stage or str(job.get("label", ""))
             if c.untrained:
