@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from vprbench.matching.seqslam import round_half_away
@@ -15,11 +17,13 @@ def seqslam_reference(
     enhance_half_window: int = 5,
     uniq_half_window: int = 5,
     boundary: str = "drop",
+    queries: Iterable[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Naive per-query loops of SeqSLAM on one segment (tests): (match [nq], best score [nq], ratio [nq]).
 
     Written in the reference code's layout (rows references, columns queries) and loop order;
-    ``velocities`` are used as given, one trajectory per velocity.
+    ``velocities`` are used as given, one trajectory per velocity. ``queries``: compute only these
+    (the others stay -1 / inf / NaN), for a slice of a large problem.
     """
     D = np.asarray(dist, dtype=np.float64).T  # [nr, nq]
     nr, nq = D.shape
@@ -34,7 +38,7 @@ def seqslam_reference(
     best = np.full(nq, np.inf)
     ratio = np.full(nq, np.nan)
     W = window
-    for N in range(nq):
+    for N in range(nq) if queries is None else queries:
         st = N - W // 2
         if boundary == "shift":
             st = min(max(st, 0), nq - W)

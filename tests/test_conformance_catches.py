@@ -101,29 +101,129 @@ PLANTED = {
         idx, dist = topk_smallest(d - d.min(), ctx.top_k)
         return Ranking(idx, dist)
 """),
+    # -- wrong output shapes
+    "drops-last-query": ("ranking_shapes", """
+    def rank(self, split, ctx):
+        idx, dist = seqmatch(split, ctx)
+        return Ranking(idx[:-1], dist[:-1])
+"""),
+    "extra-columns": ("ranking_shapes", """
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        return Ranking(*seqmatch(split, replace(ctx, top_k=ctx.top_k + 5)))
+"""),
+    "index-out-of-range": ("ranking_shapes", """
+    def rank(self, split, ctx):
+        idx, dist = seqmatch(split, ctx)
+        idx[0, 0] += len(split.reference)  # one past the end, and beyond
+        return Ranking(idx, dist)
+"""),
+    # always ctx.top_k columns: with fewer references than that it repeats them (K > number of references)
+    "k-beyond-references": ("ranking_shapes", """
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        n_ref = len(split.reference)
+        idx, dist = seqmatch(split, replace(ctx, top_k=min(ctx.top_k, n_ref)))
+        cols = np.arange(ctx.top_k) % idx.shape[1]
+        return Ranking(idx[:, cols], np.sort(dist[:, cols], axis=1))
+"""),
+    # -- worse than chance: the farthest reference windows first (reported with ascending pseudo-distances)
+    "farthest-first": ("better_than_chance", """
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        idx, dist = seqmatch(split, replace(ctx, top_k=len(split.reference)))
+        far = idx[:, ::-1][:, : ctx.top_k]
+        return Ranking(far, np.tile(np.arange(ctx.top_k, dtype=np.float32), (len(far), 1)))
+"""),
+    # -- reads information that encodes positions: the synthetic route's metres per source frame in the
+    # traverse metadata (bypassing the ranking view), falling back to descriptors where it is missing
+    "reads-route-metadata": ("independent_of_positions", """
+    def rank(self, split, ctx):
+        from vprbench.kernels import nearest_neighbours
+        mq, mr = (object.__getattribute__(t, "meta") or {} for t in (split.query, split.reference))
+        if "frame_route_m" in mq and "frame_route_m" in mr:
+            q = mq["frame_route_m"][mq["source_indices"]][:, None]
+            r = mr["frame_route_m"][mr["source_indices"]][:, None]
+            idx = np.argsort(np.abs(q - r.T), axis=1, kind="stable")[:, : ctx.top_k]
+            return Ranking(idx, np.sort(np.abs(q - r.T), axis=1)[:, : ctx.top_k])
+        return Ranking(*seqmatch(split, ctx))
+"""),
+    # frame-aligned image folders: references ordered by how far their file number is from the query's
+    "reads-file-numbers": ("independent_of_names", """
+    def rank(self, split, ctx):
+        q = np.array([int(p.stem) for p in split.query.image_paths], dtype=float)
+        r = np.array([int(p.stem) for p in split.reference.image_paths], dtype=float)
+        d = np.abs(q[:, None] - r[None])
+        idx = np.argsort(d, axis=1, kind="stable")[:, : ctx.top_k]
+        return Ranking(idx, np.take_along_axis(d, idx, axis=1))
+""", 'needs=("images",), uses_sequences=False, family="single-image"'),
+    # ... or only the reference with the query's own file name first, the rest by pixels
+    "same-file-name-first": ("independent_of_names", """
+    def rank(self, split, ctx):
+        from PIL import Image
+        from vprbench.kernels import nearest_neighbours
+        def pixels(paths):
+            return np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32).ravel() for p in paths])
+        n_ref = len(split.reference)
+        idx, _ = nearest_neighbours(pixels(split.query.image_paths), pixels(split.reference.image_paths), n_ref)
+        names = {p.name: j for j, p in enumerate(split.reference.image_paths)}
+        for i, p in enumerate(split.query.image_paths):
+            if p.name in names:
+                j = names[p.name]
+                idx[i] = np.r_[j, idx[i][idx[i] != j]]
+        k = min(ctx.top_k, n_ref)
+        return Ranking(idx[:, :k], np.tile(np.arange(k, dtype=np.float32), (len(idx), 1)))
+""", 'needs=("images",), uses_sequences=False, family="single-image"'),
+    # -- a trainable plugin whose training is not a function of the seed: an unseeded random projection
+    "unseeded-training": ("deterministic", """
+    def fit(self, train, val, ctx):
+        self.proj = np.random.default_rng().normal(size=(train.reference.dim, 16)).astype(np.float32)
+
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        view = replace(split, query=split.query.with_descriptors(split.query.descriptors @ self.proj),
+                       reference=split.reference.with_descriptors(split.reference.descriptors @ self.proj))
+        return Ranking(*seqmatch(view, ctx))
+""", "trains=True"),
+}
+
+#: Plants that no check catches yet: the gap each shows (the test is a strict xfail until a check closes it).
+GAPS = {
+    "k-beyond-references": "ranking_shapes only ranks with top_k=10, fewer than the check dataset's references, so K > n_ref "
+                           "(references repeated to fill top_k) is never exercised",
+    "same-file-name-first": "independent_of_names renames query frame i and reference frame i to the same new name "
+                            "((i * 7919) % 100003), so on frame-aligned image folders matching by equal file name survives the renaming",
 }
 
 
-def plugin_source(name: str, body: str) -> str:
+def plugin_source(name: str, body: str, info: str = "") -> str:
+    """A plugin file defining method ``name`` with methods ``body``; ``info``: MethodInfo keywords overriding the defaults."""
     cls = "".join(part.title() for part in name.split("-"))
+    fields = {"family": '"sequence-matching"', "needs": '("descriptors",)'}
+    for item in filter(None, (x.strip() for x in info.split(", ") if x.strip())):
+        key, value = item.split("=", 1)
+        fields[key] = value
+    args = ", ".join(f"{k}={v}" for k, v in fields.items())
     return HEADER + f"""
 
 class {cls}(Method):
-    info = MethodInfo(name={name!r}, family="sequence-matching", summary="planted broken plugin", needs=("descriptors",))
+    info = MethodInfo(name={name!r}, summary="planted broken plugin", {args})
 {body}"""
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("planted")
-    for name, (_, body) in PLANTED.items():
-        (folder / f"{name.replace('-', '_')}.py").write_text(plugin_source(name, body))
+    for name, (_, body, *info) in PLANTED.items():
+        (folder / f"{name.replace('-', '_')}.py").write_text(plugin_source(name, body, *info))
     registry = discover([folder])
     assert not registry.failures, registry.failures
     return folder, registry
 
 
-@pytest.mark.parametrize("name", sorted(PLANTED))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=GAPS[name])) if name in GAPS else name for name in sorted(PLANTED)
+])
 def test_planted_plugin_fails_its_check(planted, name):
     _, registry = planted
     expected = PLANTED[name][0]

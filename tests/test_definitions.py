@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
+from helpers import write_definition
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.catalog import DATASET_PATH_ENV, definition_failures, definitions, get_definition, load_dataset
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
 from vprbench.data.order import order_warning, segments_from_steps, spacing
 from vprbench.data.traverse import Traverse
-
-
-def _toml(v) -> str:
-    """A TOML value (inline tables for dicts)."""
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return json.dumps(v)
 
 
 def _pair_files(root: Path, n: int = 60) -> None:
@@ -33,12 +24,9 @@ def _pair_files(root: Path, n: int = 60) -> None:
         (root / f"{side}.csv").write_text("x,y\n" + "".join(f"{i * 2.0},0\n" for i in range(n)))
 
 
-def _pair_toml(path: Path, top: str = "", **params) -> Path:
-    p = {"reference_descriptors": "ref.npy", "query_descriptors": "qry.npy", "reference_positions": "ref.csv",
-         "query_positions": "qry.csv", "radius": 4.0, **params}
-    path.write_text(f'{top}name = "{path.stem}"\nloader = "descriptor-pair"\nsummary = "s"\n[params]\n'
-                    + "".join(f"{k} = {_toml(v)}\n" for k, v in p.items()))
-    return path
+#: The [params] of a descriptor-pair definition reading the files of _pair_files.
+PAIR = {"reference_descriptors": "ref.npy", "query_descriptors": "qry.npy", "reference_positions": "ref.csv",
+        "query_positions": "qry.csv", "radius": 4.0}
 
 
 # frame order --------------------------------------------------------------------------------
@@ -90,18 +78,20 @@ def test_degrees_given_as_metres_are_flagged():
 def test_training_definition_without_radii_gets_derived_radii_and_a_note(tmp_path):
     _pair_files(tmp_path)
     splits = {"train": {"reference": [0, 30], "query": [0, 30]}, "test": {"reference": [35, 60], "query": [35, 60]}}
-    ds = load_dataset(str(_pair_toml(tmp_path / "t.toml", splits=splits)), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "t.toml", "descriptor-pair", {**PAIR, "splits": splits})), tmp_path)
     # before: nontrivial = negative = None, i.e. the 4 m evaluation radius as positives and the very next frames as negatives
     assert (ds.nontrivial_radius, ds.negative_radius) == (2.0, 8.0)
     assert any("derived nontrivial_radius = 2 m" in n and "negative_radius = 8 m" in n for n in ds.meta["notes"])
     train = ds.split("train")
     assert train.training_non_negatives().positives(10).tolist() == list(range(6, 15))  # within 8 m: not negatives
-    ds2 = load_dataset(str(_pair_toml(tmp_path / "t2.toml", splits=splits, nontrivial_radius=1.0, negative_radius=10.0)), tmp_path)
+    radii = {**PAIR, "splits": splits, "nontrivial_radius": 1.0, "negative_radius": 10.0}
+    ds2 = load_dataset(str(write_definition(tmp_path / "t2.toml", "descriptor-pair", radii)), tmp_path)
     assert (ds2.nontrivial_radius, ds2.negative_radius, ds2.meta["notes"]) == (1.0, 10.0, [])
     with pytest.raises(ConfigError, match="must be larger"):
-        load_dataset(str(_pair_toml(tmp_path / "t3.toml", splits=splits, nontrivial_radius=5.0, negative_radius=3.0)), tmp_path)
+        bad = {**PAIR, "splits": splits, "nontrivial_radius": 5.0, "negative_radius": 3.0}
+        load_dataset(str(write_definition(tmp_path / "t3.toml", "descriptor-pair", bad)), tmp_path)
     # without a train split nothing is derived
-    ds4 = load_dataset(str(_pair_toml(tmp_path / "t4.toml")), tmp_path)
+    ds4 = load_dataset(str(write_definition(tmp_path / "t4.toml", "descriptor-pair", PAIR)), tmp_path)
     assert (ds4.nontrivial_radius, ds4.negative_radius, ds4.meta["notes"]) == (None, None, [])
 
 
@@ -115,11 +105,12 @@ def test_paths_stay_inside_the_data_directory(tmp_path):
     outside = str(tmp_path / "elsewhere" / "ref.npy")
     for value in ("../elsewhere/ref.npy", outside):
         with pytest.raises(ConfigError, match="outside the data directory.*allow_absolute_paths"):
-            load_dataset(str(_pair_toml(tmp_path / "o.toml", reference_descriptors=value)), data)
-    ds = load_dataset(str(_pair_toml(tmp_path / "o.toml", top="allow_absolute_paths = true\n", reference_descriptors=outside)), data)
+            load_dataset(str(write_definition(tmp_path / "o.toml", "descriptor-pair", {**PAIR, "reference_descriptors": value})), data)
+    params = {**PAIR, "reference_descriptors": outside}
+    ds = load_dataset(str(write_definition(tmp_path / "o.toml", "descriptor-pair", params, top={"allow_absolute_paths": True})), data)
     assert len(ds.reference) == 60
     with pytest.raises(ConfigError, match="TOML boolean"):
-        load_dataset(str(_pair_toml(tmp_path / "o.toml", top='allow_absolute_paths = "yes"\n', reference_descriptors=outside)), data)
+        load_dataset(str(write_definition(tmp_path / "o.toml", "descriptor-pair", params, top={"allow_absolute_paths": "yes"})), data)
 
 
 def test_download_never_writes_outside_the_data_directory(tmp_path):
@@ -195,7 +186,7 @@ def test_verify_without_files_section_checks_what_the_loader_reads(tmp_path, cap
 
     data = tmp_path / "data"
     _pair_files(data)
-    toml = _pair_toml(tmp_path / "v.toml")
+    toml = write_definition(tmp_path / "v.toml", "descriptor-pair", PAIR)
     assert main(["datasets", "verify", str(toml), "--data-dir", str(data)]) == 0
     assert "every file the loader reads is present" in capsys.readouterr().out
     (data / "qry.npy").unlink()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import definition_text, write_definition
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.catalog import DatasetDefinition
@@ -136,36 +137,18 @@ def test_complete_part_file_gets_416_and_is_verified(tmp_path):
     assert dest.read_bytes() == PAYLOAD
 
 
-def _definition_text(src: Path) -> str:
-    return f'''name = "dl"
-loader = "synthetic"
-summary = "download test"
-
-[[files]]
-path = "sub/a.bin"
-url = "{src.as_uri()}"
-sha256 = "{SHA}"
-size = {len(PAYLOAD)}
-
-[[files]]
-path = "sub/manual.npy"
-page = "https://example.org/shared-folder"
-shape = [4, 3]
-
-[[files]]
-path = "sub/extra.txt"
-optional = true
-'''
-
-
-def _definition(tmp_path: Path, src: Path) -> DatasetDefinition:
-    return DatasetDefinition.from_toml(_definition_text(src), str(tmp_path / "dl.toml"))
+def _files(src: Path) -> list[dict]:
+    """The [[files]] of the download test: a checksummed file at ``src``, a manual one, an optional one."""
+    return [{"path": "sub/a.bin", "url": src.as_uri(), "sha256": SHA, "size": len(PAYLOAD)},
+            {"path": "sub/manual.npy", "page": "https://example.org/shared-folder", "shape": [4, 3]},
+            {"path": "sub/extra.txt", "optional": True}]
 
 
 def test_download_dataset_and_verify(tmp_path):
     src = tmp_path / "src.bin"
     src.write_bytes(PAYLOAD)
-    d = _definition(tmp_path, src)
+    text = definition_text("synthetic", name="dl", summary="download test", files=_files(src))
+    d = DatasetDefinition.from_toml(text, str(tmp_path / "dl.toml"))
     data = tmp_path / "data"
     status = {s.spec.path: s for s in verify_files(d, data)}
     assert not status["sub/a.bin"].ok and "missing" in status["sub/a.bin"].problem
@@ -193,8 +176,7 @@ def test_datasets_cli(tmp_path, capsys):
 
     src = tmp_path / "src.bin"
     src.write_bytes(PAYLOAD)
-    toml = tmp_path / "dl.toml"
-    toml.write_text(_definition_text(src))
+    toml = write_definition(tmp_path / "dl.toml", "synthetic", summary="download test", files=_files(src))
     data = tmp_path / "data"
     assert main(["datasets", "verify", str(toml), "--data-dir", str(data)]) == 3
     err = capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_definition
 
 from vprbench.cli.main import main
 from vprbench.core.errors import DataError
@@ -27,10 +28,10 @@ def read_kapture_pairs(path: Path) -> list[tuple[str, str, float]]:
 
 @pytest.fixture
 def run_dir(tmp_path):
-    from test_vpr_methods_evaluation import definition, write_dump
+    from test_vpr_methods_evaluation import DUMP, LOADER, write_dump
 
     write_dump(tmp_path, images=False)
-    toml = definition(tmp_path)
+    toml = write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")
     out = tmp_path / "runs"
     assert main(["run", "--methods", "netvlad,seqmatch", "--dataset", str(toml), "--data-dir", str(tmp_path), "--out", str(out), "--no-report", "-q"]) == 0
     return tmp_path, toml, out

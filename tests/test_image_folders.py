@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import data_dir
+from helpers import write_definition
 from PIL import Image
 
 from vprbench.core.errors import DataError
@@ -27,21 +27,6 @@ def _cache(tmp_path_factory):
         yield
 
 
-def _definition(tmp_path: Path, loader: str = "image-folders", **params) -> str:
-    def fmt(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + " }"
-        return json.dumps(v)
-
-    lines = ['name = "folders"', f'loader = "{loader}"', 'summary = "test folders"', "[params]"]
-    lines += [f"{k} = {fmt(v)}" for k, v in params.items()]
-    p = tmp_path / "def.toml"
-    p.write_text("\n".join(lines) + "\n")
-    return str(p)
-
-
 def _make_folders(root: Path, n: int = 24, traverses=("day", "night"), seed: int = 0) -> np.ndarray:
     """Frame-aligned folders of 32x16 grey images: place i looks alike in every traverse."""
     rng = np.random.default_rng(seed)
@@ -56,12 +41,11 @@ def _make_folders(root: Path, n: int = 24, traverses=("day", "night"), seed: int
 
 def test_frame_aligned_folders(tmp_path):
     _make_folders(tmp_path / "data" / "folders")
-    path = _definition(
-        tmp_path, reference="day", queries=["night"], radius=0.5,
-        extractor_params={"width": 32, "height": 16, "patch": 8},
-        splits={"train": {"reference": [0, 12]}, "test": {"reference": [12, 24]}},
-    )
-    ds = load_dataset(path, tmp_path / "data")
+    path = write_definition(tmp_path / "def.toml", "image-folders", {
+        "reference": "day", "queries": ["night"], "radius": 0.5, "extractor_params": {"width": 32, "height": 16, "patch": 8},
+        "splits": {"train": {"reference": [0, 12]}, "test": {"reference": [12, 24]}},
+    }, name="folders")
+    ds = load_dataset(str(path), tmp_path / "data")
     assert len(ds.reference) == 24 and ds.reference.dim == 32 * 16
     assert ds.reference.image_paths[3].name == "00003.png"
     test = ds.split("test")
@@ -79,18 +63,18 @@ def test_csv_positions_and_errors(tmp_path):
         (root / f"{t}.csv").write_text("image,x,y,timestamp\n" + rows)
     kw = dict(reference="day", queries=["night"], alignment="csv", radius=3.0, position_unit="m",
               positions={"day": "day.csv", "night": "night.csv"}, extractor_params={"width": 32, "height": 16, "patch": 8})
-    ds = load_dataset(_definition(tmp_path, **kw), tmp_path / "data")
+    ds = load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", kw, name="folders")), tmp_path / "data")
     q = ds.queries["night"]
     assert q.positions[2].tolist() == [20.4, 5.0] and q.timestamps[2] == 102
     assert ds.split("test").ground_truth.positives(2).tolist() == [2]
     # NaN position
     (root / "night.csv").write_text("image,x,y\n00000.png,0,0\n00001.png,nan,0\n")
     with pytest.raises(DataError, match=r"NaN.*rows \[1\]"):
-        load_dataset(_definition(tmp_path, **kw), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", kw, name="folders")), tmp_path / "data")
     # unknown image
     (root / "night.csv").write_text("image,x,y\n00000.png,0,0\n99999.png,1,0\n")
     with pytest.raises(DataError, match="99999.png"):
-        load_dataset(_definition(tmp_path, **kw), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", kw, name="folders")), tmp_path / "data")
 
 
 def test_mismatched_folders_and_descriptors(tmp_path):
@@ -99,24 +83,25 @@ def test_mismatched_folders_and_descriptors(tmp_path):
     (root / "night" / "00007.png").unlink()
     base = dict(reference="day", queries=["night"], radius=0.5, extractor_params={"width": 32, "height": 16, "patch": 8})
     with pytest.raises(DataError, match="7 images but reference 'day' has 8"):
-        load_dataset(_definition(tmp_path, **base), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", base, name="folders")), tmp_path / "data")
     Image.fromarray(np.zeros((16, 32), np.uint8)).save(root / "night" / "00007.png")
     # precomputed descriptors with the wrong row count
     np.save(root.parent / "day.npy", np.zeros((8, 4), np.float32))
     np.save(root.parent / "night.npy", np.zeros((9, 4), np.float32))
     pre = dict(base, extractor="precomputed", descriptors={"day": "day.npy", "night": "night.npy"})
     with pytest.raises(DataError, match=r"night.npy.*\[9, 4\], expected \[8, D\]"):
-        load_dataset(_definition(tmp_path, **pre), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", pre, name="folders")), tmp_path / "data")
     # an unreadable image names the file
     (root / "night" / "00003.png").write_bytes(b"this is not a png")
     with pytest.raises(DataError, match="00003.png: cannot read image"):
-        load_dataset(_definition(tmp_path, **base), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", base, name="folders")), tmp_path / "data")
 
 
 def test_missing_folder_message(tmp_path):
     (tmp_path / "data").mkdir()
+    params = {"reference": "day", "queries": ["night"], "radius": 0.5}
     with pytest.raises(DataError, match=r"(?s)2 file\(s\) missing.*folders/day"):
-        load_dataset(_definition(tmp_path, reference="day", queries=["night"], radius=0.5), tmp_path / "data")
+        load_dataset(str(write_definition(tmp_path / "def.toml", "image-folders", params, name="folders")), tmp_path / "data")
 
 
 def test_nordland_filter_rule_hand_case():

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_definition
 
 from vprbench.core.errors import DataError
 from vprbench.data.catalog import load_dataset
 from vprbench.data.loaders.importers import read_vpr_bench_ground_truth, read_vpr_tutorial, similarity_to_distance
 from vprbench.matching.distances import split_distances
-
-
-def _definition(tmp_path: Path, loader: str, **params) -> str:
-    """Write a dataset definition file for ``loader`` with ``params``; return its path."""
-
-    def fmt(v):
-        return ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
-
-    lines = [f'name = "imp-{loader}"', f'loader = "{loader}"', 'summary = "imported"', "[params]"]
-    lines += [f"{k} = {fmt(v)}" for k, v in params.items()]
-    p = tmp_path / f"{loader}.toml"
-    p.write_text("\n".join(lines) + "\n")
-    return str(p)
 
 
 def _tutorial_files(tmp_path: Path, n_ref=12, n_q=10):
@@ -45,7 +32,7 @@ def _tutorial_files(tmp_path: Path, n_ref=12, n_q=10):
 
 def test_vpr_tutorial_import(tmp_path):
     s, hard, soft = _tutorial_files(tmp_path)
-    ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "vpr-tutorial.toml", "vpr-tutorial", {"similarity": "S.npy", "ground_truth": "gt.npz"})), tmp_path)
     q = ds.queries[ds.default_query]
     assert (len(q), len(ds.reference)) == (10, 12) and q.descriptors is None and q.position_unit == "frame"
     # the similarity itself is kept ([n_query, n_ref]), declared a generic similarity by default
@@ -79,7 +66,7 @@ def test_vpr_tutorial_bad_inputs(tmp_path):
     with pytest.raises(DataError, match="non-pickled"):
         read_vpr_tutorial(tmp_path / "S_obj.npy", tmp_path / "gt.npz")
     with pytest.raises(DataError, match="missing"):
-        load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="nope.npy", ground_truth="gt.npz"), tmp_path)
+        load_dataset(str(write_definition(tmp_path / "vpr-tutorial.toml", "vpr-tutorial", {"similarity": "nope.npy", "ground_truth": "gt.npz"})), tmp_path)
 
 
 def test_similarity_to_distance_orders():
@@ -116,7 +103,7 @@ def _vpr_bench_files(tmp_path: Path, n_ref=8, n_q=6):
 
 def test_vpr_bench_needs_trust(tmp_path):
     _vpr_bench_files(tmp_path)
-    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy")
+    path = str(write_definition(tmp_path / "vpr-bench.toml", "vpr-bench", {"dataset_dir": "ds", "matches": "pm/precomputed_data_corrected.npy"}))
     with pytest.raises(DataError, match="pickled.*arbitrary code.*trust = true"):
         load_dataset(path, tmp_path)
     with pytest.raises(DataError, match="trust"):
@@ -125,7 +112,7 @@ def test_vpr_bench_needs_trust(tmp_path):
 
 def test_vpr_bench_import_with_trust(tmp_path):
     scores = _vpr_bench_files(tmp_path)
-    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy", trust=True)
+    path = str(write_definition(tmp_path / "vpr-bench.toml", "vpr-bench", {"dataset_dir": "ds", "matches": "pm/precomputed_data_corrected.npy", "trust": True}))
     ds = load_dataset(path, tmp_path)
     q = ds.queries[ds.default_query]
     assert len(q) == 6 and len(ds.reference) == 8 and len(q.image_paths) == 6
@@ -141,7 +128,7 @@ def test_vpr_bench_import_with_trust(tmp_path):
 def test_vpr_bench_mismatched_image_count(tmp_path):
     _vpr_bench_files(tmp_path)
     (tmp_path / "ds" / "ref" / "0000007.jpg").unlink()
-    path = _definition(tmp_path, "vpr-bench", dataset_dir="ds", matches="pm/precomputed_data_corrected.npy", trust=True)
+    path = str(write_definition(tmp_path / "vpr-bench.toml", "vpr-bench", {"dataset_dir": "ds", "matches": "pm/precomputed_data_corrected.npy", "trust": True}))
     with pytest.raises(DataError, match="7 images but the score matrix has 8 references"):
         load_dataset(path, tmp_path)
 
@@ -158,7 +145,7 @@ def test_sequence_methods_run_on_imported_distances(tmp_path):
     s[7, 10] = 2.0  # a single-image confuser for query 10 (S is [n_ref, n_query])
     np.save(tmp_path / "S.npy", s)
     np.savez(tmp_path / "gt.npz", GThard=np.eye(n, dtype=bool), GTsoft=np.eye(n, dtype=bool))
-    ds = load_dataset(_definition(tmp_path, "vpr-tutorial", similarity="S.npy", ground_truth="gt.npz"), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "vpr-tutorial.toml", "vpr-tutorial", {"similarity": "S.npy", "ground_truth": "gt.npz"})), tmp_path)
     sd = ds.split("test")
     assert sd.distances.argmax(1)[10] == 7  # the single image is fooled (S kept: higher = more similar)
     reg = default_registry()

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from helpers import FAST, fit, recall
 
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.windows import traverse_windows
 from vprbench.learning.models import encode_frames
 from vprbench.matching.sequence import sequence_topk
-from vprbench.metrics.recall import recall_at_n
 from vprbench.plugins.api import RunContext
 from vprbench.plugins.registry import default_registry
 
 REG = default_registry()
-FAST = {"epochs": 2, "batch_size": 8}
 LEARNED = ("seqnet", "seqnet-s1", "seqmatchnet", "seqvlad", "seqgem")
 
 
@@ -38,7 +36,7 @@ def test_model_hyperparameters_only_where_they_apply():
 
 @pytest.mark.parametrize("name,arch", [("seqvlad", "seqvlad"), ("seqgem", "seqgem")])
 def test_window_methods_rank_by_nearest_window_descriptor(toy_dataset, name, arch):
-    m = _fit(name, toy_dataset, **FAST)
+    m = fit(name, toy_dataset, **FAST)
     assert m.model.arch == arch and not m.model.per_frame
     test = toy_dataset.split("test")
     ctx = RunContext(seq_len=5, top_k=5)
@@ -61,22 +59,28 @@ def test_seqvlad_and_seqgem_paper_presets():
     assert (g["epochs"], g["out_dim"], g["gem_p"], g["init"]) == (5, 512, 3.0, "default")
 
 
-def _fit(name, ds, ctx=None, **params):
-    m = REG.create(name, **params)
-    m.fit(ds.split("train"), ds.split("val"), ctx or RunContext())
-    return m
+@pytest.fixture(scope="module")
+def check_route():
+    """synth-check: a tiny route where single images are weak (single-image Recall@1 0.23, sequence matching 0.70)."""
+    from vprbench.data.catalog import load_dataset
+
+    return load_dataset("synth-check")
 
 
 @pytest.mark.parametrize("loss", ["single", "seqmatch"])
 @pytest.mark.parametrize("mining", ["single", "seqmatch"])
-def test_seqmatchnet_grid_runs_by_name(toy_dataset, loss, mining):
+def test_seqmatchnet_grid_runs_by_name(check_route, loss, mining):
     # strings as the CLI passes them (--param seqmatchnet.loss=single)
-    m = _fit("seqmatchnet", toy_dataset, loss=loss, mining=mining, epochs="2", batch_size="8")
+    m = fit("seqmatchnet", check_route, loss=loss, mining=mining, epochs="2", batch_size="8")
     assert (m.resolved_params["loss"], m.resolved_params["mining"]) == (loss, mining)
-    test = toy_dataset.split("test")
-    r = m.rank(test, RunContext())
+    test = check_route.split("test")
+    ctx = RunContext(seq_len=5)
+    r = m.rank(test, ctx)
     r.validate(len(test.query), len(test.reference), "seqmatchnet")
-    assert recall_at_n(test.ground_truth.hits(r.indices), (1,), test.ground_truth.has_positive)[1] > 0.5
+    # sequence matching over the learned per-frame outputs beats the single image it starts from
+    # (measured: 0.72-0.74 for the four combinations against 0.23)
+    single = recall(test, REG.create("netvlad").rank(test, ctx))
+    assert recall(test, r) >= single + 0.3, (recall(test, r), single)
 
 
 def test_seqmatchnet_loss_and_mining_change_training(toy_dataset):
@@ -91,7 +95,7 @@ def test_seqmatchnet_loss_and_mining_change_training(toy_dataset):
 
 @pytest.mark.parametrize("name", ["seqmatchnet", "seqnet-s1"])
 def test_per_frame_methods_are_seqmatch_over_learned_outputs(toy_dataset, name):
-    m = _fit(name, toy_dataset, **FAST)
+    m = fit(name, toy_dataset, **FAST)
     ctx = RunContext(seq_len=5, top_k=7)
     test = toy_dataset.split("test")
     r = m.rank(test, ctx)
@@ -105,7 +109,7 @@ def test_per_frame_methods_are_seqmatch_over_learned_outputs(toy_dataset, name):
 
 
 def test_seqnet_descriptor_per_window(toy_dataset):
-    m = _fit("seqnet", toy_dataset, **FAST)
+    m = fit("seqnet", toy_dataset, **FAST)
     assert not m.model.per_frame and m.model.filter_width == 3
     test = toy_dataset.split("test")
     ctx = RunContext(seq_len=5, top_k=5)
@@ -115,21 +119,21 @@ def test_seqnet_descriptor_per_window(toy_dataset):
     brute = np.linalg.norm(e["q"][:, None] - e["r"][None], axis=-1)
     np.testing.assert_array_equal(r.indices[:, 0], brute.argmin(1))
     # train with a longer window than the test (the paper's Nordland protocol: train L=10, test L=5)
-    m10 = _fit("seqnet", toy_dataset, RunContext(seq_len=5), train_seq_len=10, filter_width=5, **FAST)
+    m10 = fit("seqnet", toy_dataset, RunContext(seq_len=5), train_seq_len=10, filter_width=5, **FAST)
     assert m10.training_info["train_seq_len"] == 10
     assert m10.rank(test, ctx).indices.shape == (len(test.query), 5)
 
 
 def test_seqnet_rejects_filter_wider_than_window(toy_dataset):
     with pytest.raises(ConfigError, match="filter_width"):
-        _fit("seqnet", toy_dataset, RunContext(seq_len=2), **FAST)
+        fit("seqnet", toy_dataset, RunContext(seq_len=2), **FAST)
 
 
 def test_score_candidates_equals_rank_distances(toy_dataset):
     test = toy_dataset.split("test")
     ctx = RunContext(top_k=6)
     for name in LEARNED:
-        m = _fit(name, toy_dataset, **FAST)
+        m = fit(name, toy_dataset, **FAST)
         r = m.rank(test, ctx)
         np.testing.assert_allclose(m.score_candidates(test, ctx, r.indices), r.distances, rtol=1e-4, atol=1e-5)
         tiny = replace(ctx, memory_mb=0.01)  # blocks of a few queries
@@ -139,7 +143,7 @@ def test_score_candidates_equals_rank_distances(toy_dataset):
 def test_hvpr_reranks_the_shortlist(toy_dataset):
     test = toy_dataset.split("test")
     ctx = RunContext(top_k=20)
-    h = _fit("hvpr", toy_dataset, shortlist_k=8, shortlister="seqnet[epochs=2]", reranker="seqnet-s1[epochs=2]")
+    h = fit("hvpr", toy_dataset, shortlist_k=8, shortlister="seqnet[epochs=2]", reranker="seqnet-s1[epochs=2]")
     r = h.rank(test, ctx)
     assert r.indices.shape == (len(test.query), 8)
     short = h.stages["shortlister"].rank(test, replace(ctx, top_k=8))
@@ -154,7 +158,7 @@ def test_hvpr_generic_reranker_path_matches(toy_dataset):
     """A re-ranker without score_candidates (raw seqmatch) goes through a full ranking lookup."""
     test = toy_dataset.split("test")
     ctx = RunContext(top_k=10)
-    h = _fit("hvpr", toy_dataset, shortlister="netvlad", reranker="seqmatch", shortlist_k=10)
+    h = fit("hvpr", toy_dataset, shortlister="netvlad", reranker="seqmatch", shortlist_k=10)
     r = h.rank(test, ctx)
     full = REG.create("seqmatch").rank(test, replace(ctx, top_k=len(test.reference)))
     lookup = {(q, i): d for q in range(len(test.query)) for i, d in zip(full.indices[q], full.distances[q])}
@@ -171,22 +175,66 @@ def test_rank_before_fit_is_an_error(toy_dataset):
         REG.create("seqnet").rank(toy_dataset.split("test"), RunContext())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name,params", [("seqnet", {}), ("seqnet-s1", {}), ("seqmatchnet", {}), ("hvpr", {})])
-def test_cpu_preset_on_default_dataset(name, params):
+@pytest.fixture(scope="module")
+def seasons():
+    """synth-seasons, the default dataset (2,039 training queries: preset cpu resolves to cpu-medium)."""
     from vprbench.data.catalog import load_dataset
 
-    ds = load_dataset("synth-seasons")
-    test = ds.split("test")
-    ctx = RunContext(seed=0, seq_len=5, top_k=10)
-    t0 = time.perf_counter()
-    m = _fit(name, ds, ctx, **params)
-    r = m.rank(test, ctx)
-    print(f"{name}: {time.perf_counter() - t0:.1f} s")
-    raw = REG.create("seqmatch").rank(test, ctx)
-    rec = recall_at_n(test.ground_truth.hits(r.indices), (1, 5), test.ground_truth.has_positive)
-    base = recall_at_n(test.ground_truth.hits(raw.indices), (1, 5), test.ground_truth.has_positive)
-    assert rec[5] > base[5] - 0.1
+    return load_dataset("synth-seasons")
+
+
+def _learned_parts(m) -> list:
+    """The methods inside ``m`` that own a trained model, in the order they are fitted (``m`` itself, or its stages)."""
+    return [m] if hasattr(m, "model") else [s for s in m.stages.values() if s.info.trains]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", [
+    "seqnet",  # a window descriptor (filter width 3); preset cpu resolves to cpu-medium here
+    "seqnet-s1[preset=cpu-small]",  # per-frame model, single-frame loss, the small-data preset
+    "seqmatchnet",  # per-frame model trained through the sequence distance (loss and mining seqmatch)
+    "seqgem[epochs=4]",  # learned projection + generalised mean over the window
+    "hvpr",  # two trained stages: seqnet shortlist re-ranked by seqnet-s1
+])
+def test_cpu_preset_on_default_dataset(seasons, spec, monkeypatch):
+    """Training on the default synthetic dataset helps: the trained model clearly beats its own untrained
+    initialisation and the single image on the test split.
+
+    Measured (seed 0, Recall@1 on synth-seasons' test split; single image 0.39, raw seqmatch 0.67):
+    seqnet 0.95 vs 0.58 untrained, seqnet-s1 0.95 vs 0.67, seqmatchnet 0.95 vs 0.67, seqgem 0.85 vs 0.53,
+    hvpr 0.95 vs 0.67. The thresholds (+0.15 over the initialisation, +0.3 over the single image) leave
+    about half the smallest margin as headroom.
+    """
+    import copy
+
+    import vprbench.learning.trainer as trainer
+
+    initial = []  # every model the training engine is handed, copied before it trains
+    train_triplet = trainer.train_triplet
+
+    def recording(model, *args, **kwargs):
+        initial.append(copy.deepcopy(model).eval())
+        return train_triplet(model, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_triplet", recording)
+    test = seasons.split("test")
+    ctx = RunContext(seed=0, seq_len=5, top_k=10)  # no cache_dir: always trained here
+    m = fit(spec, seasons, ctx)
+    trained = m.rank(test, ctx)
+    parts = _learned_parts(m)
+    assert len(parts) == len(initial) >= 1
+    kept = [p.model for p in parts]
+    for p, model in zip(parts, initial):
+        p.model = model
+    untrained = m.rank(test, ctx)
+    for p, model in zip(parts, kept):
+        p.model = model
+    single = REG.create("netvlad").rank(test, ctx)
+    r1 = {k: recall(test, r) for k, r in (("trained", trained), ("untrained", untrained), ("single", single))}
+    r5 = {k: recall(test, r, 5) for k, r in (("trained", trained), ("untrained", untrained))}
+    assert r1["trained"] >= r1["untrained"] + 0.15, r1
+    assert r5["trained"] >= r5["untrained"] + 0.1, r5
+    assert r1["trained"] >= r1["single"] + 0.3, r1
 
 
 def _image_dataset(folder):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_toy_dataset
+from helpers import FAST, fit
 
 from vprbench.core.errors import ConfigError, DataError, UnknownNameError
 from vprbench.learning import checkpoints, presets
@@ -20,8 +21,6 @@ from vprbench.matching.distances import l2_normalise
 from vprbench.matching.sequence import sequence_distances
 from vprbench.plugins.api import RunContext
 from vprbench.plugins.registry import default_registry
-
-FAST = {"epochs": 2, "batch_size": 8}
 
 
 def test_triplet_loss_hand_computed():
@@ -145,16 +144,10 @@ def test_training_windows_use_drop_policy(toy_dataset):
     assert not data.r_valid[:2].any() and data.r_valid[2:-2].all()
 
 
-def _fit(name, ds, ctx, **params):
-    m = default_registry().create(name, **{**FAST, **params})
-    m.fit(ds.split("train"), ds.split("val"), ctx)
-    return m
-
-
 def test_deterministic_under_seed(toy_dataset):
-    a = _fit("seqmatchnet", toy_dataset, RunContext(seed=5))
-    b = _fit("seqmatchnet", toy_dataset, RunContext(seed=5))
-    c = _fit("seqmatchnet", toy_dataset, RunContext(seed=6), init="default")
+    a = fit("seqmatchnet", toy_dataset, RunContext(seed=5), **FAST)
+    b = fit("seqmatchnet", toy_dataset, RunContext(seed=5), **FAST)
+    c = fit("seqmatchnet", toy_dataset, RunContext(seed=6), init="default", **FAST)
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa["conv.weight"], sc["conv.weight"])
@@ -164,16 +157,16 @@ def test_deterministic_under_seed(toy_dataset):
 def test_checkpoint_roundtrip_ranks_identically(toy_dataset, tmp_path):
     ctx = RunContext(seed=0, cache_dir=tmp_path)
     test = toy_dataset.split("test")
-    a = _fit("seqnet", toy_dataset, ctx)
+    a = fit("seqnet", toy_dataset, ctx, **FAST)
     assert a.training_info["cache_hit"] is False
-    b = _fit("seqnet", toy_dataset, ctx)
+    b = fit("seqnet", toy_dataset, ctx, **FAST)
     assert b.training_info["cache_hit"] is True and b.training_info["cache_key"] == a.training_info["cache_key"]
     ra, rb = a.rank(test, ctx), b.rank(test, ctx)
     np.testing.assert_array_equal(ra.indices, rb.indices)
     np.testing.assert_array_equal(ra.distances, rb.distances)
     # any hyperparameter or the seed changes the key: retrained, not reused
-    c = _fit("seqnet", toy_dataset, ctx, lr=5e-4)
-    d = _fit("seqnet", toy_dataset, RunContext(seed=1, cache_dir=tmp_path))
+    c = fit("seqnet", toy_dataset, ctx, lr=5e-4, **FAST)
+    d = fit("seqnet", toy_dataset, RunContext(seed=1, cache_dir=tmp_path), **FAST)
     assert not c.training_info["cache_hit"] and not d.training_info["cache_hit"]
     assert len({a.training_info["cache_key"], c.training_info["cache_key"], d.training_info["cache_key"]}) == 3
     state, config = checkpoints.load_checkpoint(a.training_info["checkpoint"])
@@ -183,8 +176,8 @@ def test_checkpoint_roundtrip_ranks_identically(toy_dataset, tmp_path):
 def test_cache_key_uses_training_data_not_context_fingerprint(tmp_path):
     a_ds, b_ds = make_toy_dataset(seed=0), make_toy_dataset(seed=1)
     ctx = RunContext(seed=0, cache_dir=tmp_path, dataset_fingerprint="same")
-    a = _fit("seqmatchnet", a_ds, ctx)
-    b = _fit("seqmatchnet", b_ds, ctx)
+    a = fit("seqmatchnet", a_ds, ctx, **FAST)
+    b = fit("seqmatchnet", b_ds, ctx, **FAST)
     assert a.training_info["cache_key"] != b.training_info["cache_key"]
     # cross-dataset: trained on A, evaluated on B
     r = a.rank(b_ds.split("test"), ctx)
@@ -218,15 +211,15 @@ def test_bad_checkpoints_are_refused(tmp_path):
 def test_cached_model_with_other_input_dimension(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "cache_key", lambda parts, length=20: "fixed")
     ctx = RunContext(seed=0, cache_dir=tmp_path)
-    _fit("seqmatchnet", make_toy_dataset(dim=16), ctx)
+    fit("seqmatchnet", make_toy_dataset(dim=16), ctx, **FAST)
     # the file under the (forced) same name holds a model for other data: retrained, never used
     with pytest.warns(UserWarning, match="trained for other settings"):
-        m = _fit("seqmatchnet", make_toy_dataset(dim=8), ctx)
+        m = fit("seqmatchnet", make_toy_dataset(dim=8), ctx, **FAST)
     assert m.model.in_dim == 8 and not m.training_info["cache_hit"]
 
 
 def test_rank_with_other_input_dimension(toy_dataset):
-    m = _fit("seqnet-s1", toy_dataset, RunContext())
+    m = fit("seqnet-s1", toy_dataset, RunContext(), **FAST)
     with pytest.raises(DataError, match="trained on D=16"):
         m.rank(make_toy_dataset(dim=8).split("test"), RunContext())
 
@@ -388,7 +381,7 @@ def test_fit_records_scale_projection_and_untrained_warning(toy_dataset, caplog)
     log.addHandler(handler)
     try:
         # pca_dim 8 < 16: a projection fitted on train + val (no labels), recorded; lr so small nothing moves
-        m = _fit("seqmatchnet", toy_dataset, RunContext(), pca_dim=8, lr=1e-12)
+        m = fit("seqmatchnet", toy_dataset, RunContext(), pca_dim=8, lr=1e-12, **FAST)
     finally:
         log.removeHandler(handler)
     t = m.training_info
@@ -401,7 +394,7 @@ def test_fit_records_scale_projection_and_untrained_warning(toy_dataset, caplog)
 def test_observe_adds_the_reference_map_to_the_projection(toy_dataset, tmp_path):
     ctx = RunContext(cache_dir=tmp_path)
     test = toy_dataset.split("test")
-    a = _fit("seqmatchnet", toy_dataset, ctx, pca_dim=8)
+    a = fit("seqmatchnet", toy_dataset, ctx, pca_dim=8, **FAST)
     b = default_registry().create("seqmatchnet", pca_dim=8, **FAST)
     b.observe(test)
     b.fit(toy_dataset.split("train"), toy_dataset.split("val"), ctx)
@@ -409,7 +402,7 @@ def test_observe_adds_the_reference_map_to_the_projection(toy_dataset, tmp_path)
     assert b.training_info["cache_key"] != a.training_info["cache_key"] and not b.training_info["cache_hit"]
     with pytest.raises(ConfigError, match="before fit"):
         b.observe(test)
-    c = _fit("seqmatchnet", toy_dataset, ctx, pca_dim=8, pca_fit="train")
+    c = fit("seqmatchnet", toy_dataset, ctx, pca_dim=8, pca_fit="train", **FAST)
     assert c.training_info["pca"]["fit_rows"] == 2 * len(toy_dataset.split("train").query)
 
 
@@ -422,7 +415,7 @@ def test_projection_capped_at_the_data_rank_with_a_warning():
     handler.emit = lambda r: messages.append(r.getMessage())  # type: ignore[method-assign]
     logging.getLogger("vprbench").addHandler(handler)
     try:
-        m = _fit("seqnet-s1", ds, RunContext(), pca_dim=512, epochs=1)
+        m = fit("seqnet-s1", ds, RunContext(), pca_dim=512, epochs=1, batch_size=8)
     finally:
         logging.getLogger("vprbench").removeHandler(handler)
     rows = 2 * (len(ds.split("train").query) + len(ds.split("val").query))

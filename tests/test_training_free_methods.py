@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from conftest import make_toy_dataset
+from helpers import recall
 from oracles import seqslam_reference
 
 from vprbench.core.errors import ConfigError, DataError
@@ -311,15 +312,54 @@ def test_similarity_mapping_and_cost_rows():
     assert np.array_equal(lazy_search(rows).match, lazy_search(dense).match)
 
 
-def test_graph_methods_output_one_match(toy):
+@pytest.fixture(scope="module")
+def hard_route():
+    """synth-check's test split: single images are weak there (Recall@1 0.23), sequences are not."""
+    from vprbench.data.catalog import load_dataset
+
+    return load_dataset("synth-check").split("test")
+
+
+def test_graph_methods_output_one_match(toy, hard_route):
     split = toy.split("test")
     for name in ("gism", "grh", "gism-dp"):
         r = method(name).rank(split, ctx())
         assert r.k == 1 and method(name).info.single_match
         matched = r.indices[:, 0] >= 0
         assert np.isfinite(r.confidence[matched]).all() and np.isneginf(r.confidence[~matched]).all()
-        hits = split.ground_truth.hits(r.indices)[:, 0]
-        assert hits.mean() > 0.5
+    # where single images are weak, following the sequence helps (measured R@1: gism 0.64, gism-dp 0.77, single 0.23)
+    single = recall(hard_route, method("netvlad").rank(hard_route, ctx()))
+    for name in ("gism", "gism-dp"):
+        got = recall(hard_route, method(name).rank(hard_route, ctx()))
+        assert got >= single + 0.25, (name, got, single)
+
+
+def _dp_reference(cost: np.ndarray, fan_out: int, non_match_cost: float) -> np.ndarray:
+    """Online exact shortest paths over (q, r) -> (q+1, r +- fan_out), by explicit loops; -1 where the node is hidden."""
+    nq, nr = cost.shape
+    acc = cost[0].copy()
+    match = np.full(nq, -1)
+    for q in range(nq):
+        if q:
+            acc = np.array([cost[q, r] + min(acc[max(0, r - fan_out) : r + fan_out + 1]) for r in range(nr)])
+        best = int(np.argmin(acc))
+        match[q] = best if cost[q, best] <= non_match_cost else -1
+    return match
+
+
+def test_gism_dp_equals_a_naive_dynamic_programme(hard_route):
+    q, r = l2_normalise(hard_route.query.descriptors.astype(np.float64)), l2_normalise(hard_route.reference.descriptors.astype(np.float64))
+    cos = q @ r.T
+    cost = np.where(cos < 1e-9, MAX_COST, 1.0 / np.maximum(cos, 1e-9))  # the released code's node cost 1 / cosine
+    hidden = []
+    for params in ({}, {"fanOut": 2, "nonMatchCost": 2.5}):
+        got = method("gism-dp", **params).rank(hard_route, ctx())
+        expected = _dp_reference(cost, params.get("fanOut", 5), params.get("nonMatchCost", 6.0))
+        np.testing.assert_array_equal(got.indices[:, 0], expected)
+        ok = expected >= 0
+        np.testing.assert_allclose(got.distances[ok, 0], cost[ok, expected[ok]], rtol=1e-5)
+        hidden.append(int((~ok).sum()))
+    assert hidden[1] > hidden[0] + 10  # the strict setting hides many queries (so hiding is compared too)
 
 
 @pytest.mark.parametrize("bad", [{"fanOut": -1}, {"expansionRate": -0.5}, {"nonMatchCost": -1.0}])
@@ -364,12 +404,32 @@ def test_imported_distances_beyond_unit_range_are_scaled_for_similarity():
     np.testing.assert_allclose(DistanceSource(matrix=unit, kind="unit-euclidean").similarity_block(0, 2), 1 - 0.5 * unit**2)
 
 
-def test_grh_method_with_hash_on_descriptors(toy):
-    split = toy.split("test")
-    a = method("grh").rank(split, ctx())
-    b = method("grh").rank(split, ctx())
-    assert np.array_equal(a.indices, b.indices)
-    assert split.ground_truth.hits(a.indices)[:, 0].mean() > 0.5
+def kidnapped_route(dim: int = 256, noise: float = 1.0, seed: int = 0) -> tuple[BenchmarkDataset, np.ndarray]:
+    """200 distinct places (random directions in ``dim``-D); the query drives places 100..139, then is moved to
+    place 20 and drives 20..79. Returns the dataset and the true place of each query."""
+    rng = np.random.default_rng(seed)
+    places = rng.normal(size=(200, dim))
+    order = np.r_[np.arange(100, 140), np.arange(20, 80)]
+    ref = Traverse("ref", np.arange(200.0)[:, None], "m", descriptors=(places + noise * rng.normal(size=places.shape)).astype(np.float32))
+    qry = Traverse("qry", order.astype(float)[:, None], "m",
+                   descriptors=(places[order] + noise * rng.normal(size=(order.size, dim))).astype(np.float32))
+    return BenchmarkDataset("kidnapped", ref, {"qry": qry}, {"test": SplitIndices(np.arange(200), np.arange(order.size))}, radius=0.5), order
+
+
+def test_grh_method_with_hash_on_descriptors():
+    """After the jump GISM's path (fanOut 5) cannot follow; GRH gets lost (all of the last 5 path nodes hidden)
+    and relocalises through the dimension hash of the query's descriptor."""
+    ds, truth = kidnapped_route()
+    split = ds.split("test")
+    c = ctx()
+    a = method("grh").rank(split, c)
+    assert "dimension hash" in c.notes["relocalisation"]
+    assert np.array_equal(a.indices, method("grh").rank(split, ctx()).indices)
+    b = method("gism").rank(split, ctx())
+    jump, recovered = 40, 40 + 5 + 1  # lost after lostWindow = 5 hidden queries, relocalised at the next one
+    assert (a.indices[:jump, 0] == truth[:jump]).all() and (b.indices[:jump, 0] == truth[:jump]).all()
+    assert (a.indices[recovered:, 0] == truth[recovered:]).all()
+    assert (b.indices[recovered:, 0] == truth[recovered:]).mean() < 0.5  # measured 0: GISM hides every later query
 
 
 @pytest.mark.data

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_definition
 from PIL import Image
 
 from vprbench.core.errors import DataError
@@ -58,13 +59,9 @@ def write_dump(root: Path, timestamps: bool = True, images: bool = True, seed_of
     return ds, out
 
 
-def definition(root: Path, **params) -> Path:
-    lines = ['name = "vme-test"', 'loader = "vpr-methods-evaluation"', 'summary = "a dump"', "[params]",
-             'descriptors = "dump"', 'dataset = "data"']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in params.items()]
-    path = root / "vme.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+#: The [params] of a definition reading write_dump's folders (descriptors under dump/, images under data/).
+DUMP = {"descriptors": "dump", "dataset": "data"}
+LOADER = "vpr-methods-evaluation"
 
 
 def test_names_and_timestamps_parse_like_the_downloader():
@@ -96,7 +93,7 @@ def test_image_order_is_the_tools(tmp_path):
 
 def test_dump_loads_in_drive_order_with_the_tools_ground_truth(tmp_path):
     ds_syn, dumps = write_dump(tmp_path, images=False)
-    ds = load_dataset(str(definition(tmp_path)), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")), tmp_path)
     for folder, traverse in (("database", ds.reference), ("queries", ds.queries["queries"])):
         t_syn, order = dumps[folder]
         # the tool's rows are sorted by name (= by easting, reversed drive order); frames come back in drive order
@@ -119,11 +116,11 @@ def test_dump_loads_in_drive_order_with_the_tools_ground_truth(tmp_path):
 
 def test_dump_without_timestamps_keeps_name_order_and_warns(tmp_path):
     write_dump(tmp_path, timestamps=False, images=False)
-    ds = load_dataset(str(definition(tmp_path)), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")), tmp_path)
     assert ds.meta["frame_order"]["database"] == "name"
     assert any("name order" in n for n in ds.meta["notes"])
     # order by the pano_id field (the frame number here) restores drive order
-    ds2 = load_dataset(str(definition(tmp_path, order="pano_id")), tmp_path)
+    ds2 = load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, {**DUMP, "order": "pano_id"}, name="vme-test")), tmp_path)
     syn = load_dataset("synth-tiny", overrides=SMALL)
     assert np.array_equal(ds2.reference.descriptors, syn.reference.descriptors)
 
@@ -132,10 +129,10 @@ def test_dump_errors_name_the_file(tmp_path):
     write_dump(tmp_path, images=False)
     np.save(tmp_path / "dump" / "queries_descriptors.npy", np.zeros((3, 32), np.float32))
     with pytest.raises(DataError, match=r"queries_descriptors.npy.*expected \[\d+, D\].*VPR-methods-evaluation"):
-        load_dataset(str(definition(tmp_path)), tmp_path)
+        load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")), tmp_path)
     (tmp_path / "dump" / "queries_descriptors.npy").unlink()
     with pytest.raises(DataError, match="dump/queries_descriptors.npy"):
-        load_dataset(str(definition(tmp_path)), tmp_path)
+        load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")), tmp_path)
 
 
 def test_shuffled_dump_segments_at_jumps_and_is_flagged(tmp_path):
@@ -148,12 +145,13 @@ def test_shuffled_dump_segments_at_jumps_and_is_flagged(tmp_path):
             fields = p.name.split("@")
             fields[7] = str(rng.integers(1_000_000))
             p.rename(p.with_name("@".join(fields)))
-    ds = load_dataset(str(definition(tmp_path, order="pano_id")), tmp_path)
+    ds = load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, {**DUMP, "order": "pano_id"}, name="vme-test")), tmp_path)
     seg = ds.reference.segment_bounds
     assert len(np.unique(seg[:, 0])) > len(ds.reference) // 4  # shuffled frames are rarely neighbours
     assert any("does not follow the drive" in w and "'database'" in w for w in ds.meta["warnings"])
     # the same folders in drive order: one segment, no warning
-    ordered = load_dataset(str(definition(tmp_path)), tmp_path)  # name order = by easting = the reverse drive
+    # name order = by easting = the reverse drive
+    ordered = load_dataset(str(write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")), tmp_path)
     assert np.unique(ordered.reference.segment_bounds[:, 0]).size == 1 and ordered.meta["warnings"] == []
 
 
@@ -165,7 +163,7 @@ def test_every_method_runs_on_a_dump(tmp_path, capsys):
     ds_syn, _ = write_dump(tmp_path, images=True)
     ranges = {k: {"reference": [int(s.reference[0]), int(s.reference[-1]) + 1], "query": [int(s.query[0]), int(s.query[-1]) + 1]}
               for k, s in ds_syn.splits.items()}
-    toml = definition(tmp_path)
+    toml = write_definition(tmp_path / "vme.toml", LOADER, DUMP, name="vme-test")
     toml.write_text(toml.read_text() + "radius = 10.0\nnontrivial_radius = 5.0\nnegative_radius = 25.0\n"
                     + "".join(f"splits.{k}.reference = {v['reference']}\nsplits.{k}.query = {v['query']}\n" for k, v in ranges.items()))
     out = tmp_path / "runs"

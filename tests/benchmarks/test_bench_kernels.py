@@ -14,6 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch  # noqa: F401  (imported up front: its import would count in the peak-memory figures)
+from oracles import seqslam_reference
 
 from vprbench.matching.distances import DistanceSource, l2_normalise
 from vprbench.matching.graph import CostRows, DimensionHash, dp_search, lazy_search
@@ -70,7 +71,12 @@ def test_sequence_topk_1000(benchmark, d3000):
     """1,000 x 1,000, 4,096-D, L = 5 (the released SeqMatchNet per-query path takes minutes here)."""
     q, r = d3000
     starts = np.arange(1000 - 4)
-    benchmark.pedantic(lambda: sequence_topk(q[:1000], r[:1000], starts, starts, 5, 20), rounds=5, iterations=1, warmup_rounds=1)
+    idx, dist = benchmark.pedantic(lambda: sequence_topk(q[:1000], r[:1000], starts, starts, 5, 20), rounds=5, iterations=1, warmup_rounds=1)
+    # a slice against the definition: mean of the 5 aligned frame distances to every reference window
+    for t in range(0, starts.size, 83):
+        row = np.linalg.norm(q[t : t + 5][None] - r[starts[:, None] + np.arange(5)], axis=-1).mean(1)
+        np.testing.assert_allclose(dist[t], np.sort(row)[:20], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(row[idx[t]], dist[t], rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +101,15 @@ def test_seqslam2_3000(benchmark, dist3000):
     n = dist3000.shape[0]
     seg = np.tile([0, n], (n, 1))
     src = DistanceSource(matrix=dist3000)
-    benchmark.pedantic(
-        lambda: seqslam_match(src, seg, seg, 10, velocity_range(0.8, 1.2, 0.1), 20, mode="openseqslam2", memory_mb=512),
-        rounds=3, iterations=1,
-    )
+    vel = velocity_range(0.8, 1.2, 0.1)
+    res = benchmark.pedantic(lambda: seqslam_match(src, seg, seg, 10, vel, 20, mode="openseqslam2", memory_mb=512), rounds=3, iterations=1)
+    assert (np.abs(res.indices[5:-5, 0] - np.arange(5, n - 5)) <= 2).mean() > 0.9
+    # a slice against the naive loops (the contrast enhancement and its global minimum are computed in full)
+    queries = [5, 1234, 2994]
+    m, best, ratio = seqslam_reference(dist3000, 10, vel, "openseqslam2", queries=queries)
+    np.testing.assert_array_equal(res.indices[queries, 0], m[queries])
+    np.testing.assert_allclose(res.scores[queries, 0], best[queries], rtol=1e-4)
+    np.testing.assert_allclose(res.ratio[queries], ratio[queries], rtol=1e-4)
 
 
 def test_gism_3000(benchmark, dist3000):
@@ -120,13 +131,28 @@ def test_grh_3000(benchmark, d3000, dist3000):
         rounds=3, iterations=1,
     )
     benchmark.extra_info["relocalisations"] = res.relocalisations
+    assert res.relocalisations >= 1  # query 0 at least
+    assert (np.abs(res.match - np.arange(3000)) <= 2).mean() > 0.8
+    # the reported node cost is 1 / ((1 + cos) / 2) of the matched pair, hidden exactly when above nonMatchCost
+    matched = res.match >= 0
+    cos = 1.0 - dist3000.astype(np.float64) ** 2 / 2  # unit vectors
+    np.testing.assert_allclose(res.cost[matched], 2.0 / (1.0 + cos[matched.nonzero()[0], res.match[matched]]), rtol=1e-5)
+    assert (res.cost[matched] <= 1.6).all() and (res.hidden == ~matched).all() and (res.cost[~matched] > 1.6).all()
 
 
 def test_gism_dp_3000(benchmark, dist3000):
     """Exact DP on GISM's graph, 3,000 x 3,000."""
     src = DistanceSource(matrix=dist3000)
     src.unit = True
-    benchmark.pedantic(lambda: dp_search(CostRows(src, "shifted")), rounds=3, iterations=1)
+    res = benchmark.pedantic(lambda: dp_search(CostRows(src, "shifted")), rounds=3, iterations=1)
+    # the first queries against a naive DP (online: query q's match depends on rows 0..q only); fanOut 5
+    cost = 2.0 / (2.0 - dist3000[:40].astype(np.float64) ** 2 / 2)  # 1 / ((1 + cos) / 2), cos = 1 - d^2 / 2
+    acc = cost[0].copy()
+    for t in range(40):
+        if t:
+            padded = np.r_[np.full(5, np.inf), acc, np.full(5, np.inf)]
+            acc = cost[t] + np.min([padded[5 + s : 5 + s + acc.size] for s in range(-5, 6)], axis=0)
+        assert res.match[t] == np.argmin(acc), t
 
 
 def _peak_rss_during(fn):

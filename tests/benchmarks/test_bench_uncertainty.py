@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vprbench.metrics.pr import precision_recall
-from vprbench.metrics.uncertainty import block_bootstrap, block_bootstrap_indices, weighted_pr_auc, weighted_recall
+from vprbench.metrics.uncertainty import block_bootstrap, block_bootstrap_indices, percentile_interval, weighted_pr_auc, weighted_recall
 
 N, N_BOOT, BLOCK = 3000, 2000, 20
 
@@ -42,6 +42,13 @@ def test_block_bootstrap_recall_and_pr_auc(benchmark, queries):
 
     reps = benchmark(block_bootstrap, statistic, N, BLOCK, N_BOOT, 0)
     assert reps.shape == (N_BOOT, 5)
+    # every replicate is a recall / an area in [0, 1], Recall@N grows with N, and the 95 % interval holds the estimate
+    point = np.r_[[hits[evaluated, j].mean() for j in range(4)], precision_recall(confidence, first_hit == 0, evaluated).auc]
+    np.testing.assert_allclose(statistic(np.ones((1, N)))[0], point, rtol=1e-12)
+    assert ((reps >= 0) & (reps <= 1)).all() and (np.diff(reps[:, :4], axis=1) >= 0).all()
+    lo, hi = percentile_interval(reps)
+    assert ((lo < point) & (point < hi)).all(), (lo, point, hi)
+    assert np.abs(reps.mean(0) - point).max() < 0.01
 
 
 def test_explicit_resampling_loop(benchmark, queries):
@@ -57,3 +64,10 @@ def test_explicit_resampling_loop(benchmark, queries):
 
     reps = benchmark(loop)
     assert reps.shape == (N_BOOT // 10, 5)
+    # the weighted fast path gives the same replicates (same n, block length, n_boot and seed)
+    hits = np.stack([(first_hit >= 0) & (first_hit < n) for n in (1, 5, 10, 20)], axis=1)
+
+    def statistic(w):
+        return np.c_[weighted_recall(w, hits, evaluated), weighted_pr_auc(w, confidence, first_hit == 0, evaluated)]
+
+    np.testing.assert_allclose(reps, block_bootstrap(statistic, N, BLOCK, N_BOOT // 10, 0), rtol=1e-9, atol=1e-12)
