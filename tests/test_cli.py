@@ -205,3 +205,17 @@ def test_a_run_where_no_method_can_run_fails(tmp_path, capsys):
 def test_a_bad_scheduler_address_is_an_argument_error(tmp_path, capsys):
     assert _rc(["run", "--methods", "netvlad", "--scheduler", "bogus", "--out", str(tmp_path)]) == 2
     assert "expected a Dask scheduler address (tcp://HOST:PORT or HOST:PORT) or 'local'" in capsys.readouterr().err
+
+
+def test_small_argument_mistakes_are_named(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text("x")
+    cases = [
+        (["report", str(tmp_path / "notes.md")], "is a file; expected a results folder"),
+        (["reproduce", "--list", "extra"], "reproduce --list takes no experiment name"),
+        (["reproduce", "reference", "--seeds", "0,"], "no empty entries"),
+        (["reproduce", "reference", "--device", "gpu"], "expected cpu, cuda or cuda:N"),
+        (["export", "pairs", str(tmp_path), "--format", ""], "expected a comma-separated list of csv, kapture"),
+    ]
+    for argv, message in cases:
+        assert _rc(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv

@@ -59,6 +59,20 @@ PLANTED = {
         split.ground_truth
         return Ranking(*seqmatch(split, ctx))
 """),
+    # declares uses_sequences=False (the runner computes it once for every L) but reads ctx.seq_len
+    "says-no-sequences": ("same_for_every_length", """
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        q = split.query.descriptors + 0.05 * ctx.seq_len * np.roll(split.query.descriptors, 1, axis=1)
+        return Ranking(*seqmatch(replace(split, query=split.query.with_descriptors(q)), replace(ctx, seq_len=1)))
+""", 'uses_sequences=False, family="single-image"'),
+    # training-free and not declared seeded (computed once for every seed) but draws from ctx.rng()
+    "says-unseeded": ("same_for_every_seed", """
+    def rank(self, split, ctx):
+        from dataclasses import replace
+        q = split.query.descriptors + ctx.rng().normal(0, 0.3, split.query.descriptors.shape).astype(np.float32)
+        return Ranking(*seqmatch(replace(split, query=split.query.with_descriptors(q)), ctx))
+"""),
     "raises": ("ranking_shapes", """
     def rank(self, split, ctx):
         raise RuntimeError("boom")
@@ -119,7 +133,7 @@ PLANTED = {
         return Ranking(idx, dist)
 """),
     # always ctx.top_k columns: with fewer references than that it repeats them (K > number of references)
-    "k-beyond-references": ("ranking_shapes", """
+    "k-beyond-references": ("k_at_most_references", """
     def rank(self, split, ctx):
         from dataclasses import replace
         n_ref = len(split.reference)
@@ -188,12 +202,7 @@ PLANTED = {
 }
 
 #: Plants that no check catches yet: the gap each shows (the test is a strict xfail until a check closes it).
-GAPS = {
-    "k-beyond-references": "ranking_shapes only ranks with top_k=10, fewer than the check dataset's references, so K > n_ref "
-                           "(references repeated to fill top_k) is never exercised",
-    "same-file-name-first": "independent_of_names renames query frame i and reference frame i to the same new name "
-                            "((i * 7919) % 100003), so on frame-aligned image folders matching by equal file name survives the renaming",
-}
+GAPS: dict[str, str] = {}
 
 
 def plugin_source(name: str, body: str, info: str = "") -> str:

@@ -33,12 +33,15 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def cmd_export(args: argparse.Namespace) -> int:
     """Handler of ``vprbench export``; prints the files written."""
     from vprbench.cli.main import _key_values
+    from vprbench.core.errors import ConfigError
     from vprbench.data.catalog import load_dataset
     from vprbench.reporting.export import export_descriptors, export_pairs
 
     params = _key_values(args.dataset_param) or None
     if args.export_command == "pairs":
-        formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+        formats = tuple(f.strip() for f in args.format.split(","))
+        if not all(formats):
+            raise ConfigError(f"--format {args.format!r}: expected a comma-separated list of csv, kapture")
         files = export_pairs(args.dir, args.out, formats, args.dataset, args.data_dir, params)
     else:
         files = export_descriptors(load_dataset(args.dataset, args.data_dir, params), args.out)

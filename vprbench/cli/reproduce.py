@@ -18,18 +18,20 @@ log = logging.getLogger("vprbench")
 
 
 def add_reproduce_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from vprbench.cli.main import _device, _scheduler, _seed_list
+
     p = subparsers.add_parser("reproduce", help="run an experiment file (a paper's tables) and write its tables, plots and page")
     p.add_argument("name", nargs="?", help="experiment name (see --list) or a .toml file")
     p.add_argument("--list", action="store_true", help="list the experiments that ship")
     p.add_argument("--dataset", action="append", default=[], metavar="NAME",
                    help="only these datasets of the experiment (repeatable; default: every dataset whose data is present)")
-    p.add_argument("--seeds", default=None, metavar="S[,S...]", help="seeds of the learned rows (default: the experiment's)")
+    p.add_argument("--seeds", default=None, type=_seed_list, metavar="S[,S...]", help="seeds of the learned rows (default: the experiment's)")
     p.add_argument("--preset", default=None, choices=("cpu", "paper"), help="preset of the learned rows (default: the experiment's)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", type=_device, help="torch device: cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="folder with downloaded datasets (default: $VPRBENCH_DATA_DIR)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/<experiment>)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default: 1)")
-    p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address, or 'local'")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS", type=_scheduler, help="Dask scheduler address, or 'local'")
     p.add_argument("--force", action="store_true", help="recompute jobs whose results exist")
     p.add_argument("--no-plots", action="store_true", help="tables only")
     p.set_defaults(handler=cmd_reproduce)
@@ -50,6 +52,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from vprbench.running.sweeps import expand_configs, parse_sweep
 
     if args.list:
+        if args.name:
+            raise ConfigError(f"reproduce --list takes no experiment name (got {args.name!r}); drop one of them")
         rows = []
         for name, path in experiment_files().items():
             exp = get_experiment(str(path))
@@ -61,7 +65,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     exp = get_experiment(args.name)
     check_device(args.device)
     registry = discover(args.plugins)
-    seeds = exp.seeds if args.seeds is None else tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    seeds = exp.seeds if args.seeds is None else tuple(args.seeds)
     preset = args.preset or exp.preset
     out = args.out or Path("results") / exp.name
     wanted = args.dataset or [d.name for d in exp.datasets]

@@ -177,6 +177,21 @@ def check_ranking_shapes(s: Subject) -> None:
         raise CheckFailed("queries without a match (index -1) must have confidence -inf")
 
 
+def check_k_at_most_references(s: Subject) -> None:
+    """With fewer references than top_k, K is the number of references (none repeated to fill top_k)."""
+    test = s.test
+    n = SEQ_LEN + 3  # fewer than TOP_K, enough for one window
+    small = replace(test, reference=test.reference.subset(np.arange(n)), explicit_ground_truth=None,
+                    distances=None if test.distances is None else test.distances[:, :n])
+    r = s.rank(small)
+    k_expected = 1 if s.info.single_match else n
+    if r.k != k_expected:
+        raise CheckFailed(f"with {n} references and top_k={TOP_K} it returned K={r.k} per query, expected {k_expected}")
+    idx = np.sort(r.indices, axis=1)
+    if ((idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)).any():
+        raise CheckFailed(f"with {n} references and top_k={TOP_K} a reference appears twice in one query's ranking")
+
+
 def check_no_duplicate_references(s: Subject) -> None:
     idx = np.sort(s.first.indices, axis=1)
     dup = (idx[:, 1:] == idx[:, :-1]) & (idx[:, 1:] >= 0)
@@ -210,10 +225,20 @@ def check_independent_of_names(s: Subject) -> None:
     test = s.test
     q, r = replace(test.query, name="query-renamed"), replace(test.reference, name="reference-renamed")
     if test.query.image_paths is not None:  # same images under neutral names
+        nq = len(test.query)
+
+        def name(i: int, j: int) -> str:
+            return f"{(i * 7919 + j * 50021) % 100003:06d}"
+
+        # the references take the query's new names shifted by half the traverse: a name shared by a
+        # query and a reference now belongs to a different place, so matching by file name shows
+        names = {"q": [name(i, 0) for i in range(nq)],
+                 "r": [name((j + max(1, nq // 2)) % nq, 0) if j < nq else name(j, 1) for j in range(len(test.reference))]}
+
         def copies(t: Traverse, tag: str) -> tuple[Path, ...]:
             out = []
             for i, p in enumerate(t.image_paths):
-                target = s.workdir / f"renamed-{tag}" / f"{(i * 7919) % 100003:06d}{p.suffix}"
+                target = s.workdir / f"renamed-{tag}" / f"{names[tag][i]}{p.suffix}"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if not target.exists():
                     shutil.copyfile(p, target)
@@ -372,6 +397,7 @@ def _descriptors(info: MethodInfo) -> bool:
 CHECKS: list[Check] = [
     Check("ranking_shapes", "indices [n_query, K], distances ascending, confidence finite for matches, -inf otherwise", check_ranking_shapes),
     Check("no_duplicate_references", "no reference twice in one query's ranking", check_no_duplicate_references),
+    Check("k_at_most_references", "fewer references than top_k: K is the number of references", check_k_at_most_references),
     Check("deterministic", "two independent runs (no cache) with one seed rank identically", check_deterministic),
     Check("independent_of_positions", "the ranking does not change with the evaluation split's positions or metadata", check_independent_of_positions),
     Check("independent_of_names", "the ranking does not change with dataset, traverse or image file names", check_independent_of_names),

@@ -180,7 +180,11 @@ def export_pairs(
     for rec in records:
         name = rec["job"]["dataset"]
         if name not in loaded:
-            loaded[name] = load_dataset(name, data_dir, dataset_params)
+            try:
+                loaded[name] = load_dataset(name, data_dir, dataset_params)
+            except ConfigError as e:
+                raise ConfigError(f"{e} The records under {str(root)!r} are of dataset {name!r}: if the run used a definition "
+                                  "file, give it with --dataset FILE.toml") from None
         pairs = job_pairs(rec, root, loaded[name])
         rel = Path(rec["_path"]).relative_to(root / "records").with_suffix("")
         if "csv" in formats:

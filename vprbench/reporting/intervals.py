@@ -250,6 +250,9 @@ def _fill_group(out: pd.DataFrame, rows: list[tuple[Any, list[QueryResults]]], m
         seq_len = pd.to_numeric(g["seq_len"], errors="coerce").max() if "seq_len" in g and len(g) else 1
         seq_len = int(seq_len) if np.isfinite(seq_len) else 1
         block_length = default_block_length([res[0].hits(1)[res[0].evaluated] for _, res in rows], seq_len=seq_len)
+    elif block_length > n:
+        log.warning("--block-length %d is longer than the %d evaluated queries of a table: using %d (one block, intervals "
+                    "from resampling its start only)", block_length, n, n)
     block_length = int(min(block_length, n))
 
     def usable(r: QueryResults, mtr: str) -> bool:

@@ -32,6 +32,8 @@ UNTRAINED = "\u2020"
 def load_records(root: Path) -> list[dict[str, Any]]:
     """All usable result records under ``root/records`` (invalid ones set aside, newer/older skipped, with warnings)."""
     rec_dir = Path(root) / "records"
+    if Path(root).exists() and not Path(root).is_dir():
+        raise ConfigError(f"{str(root)!r} is a file; expected a results folder (the --out of `vprbench run`)")
     if not rec_dir.is_dir():
         raise ConfigError(f"no results under {str(root)!r} (expected a 'records' folder); run `vprbench run --out {root}` first")
     records = []
