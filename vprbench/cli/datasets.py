@@ -2,8 +2,9 @@
 
 The data directory comes from ``--data-dir`` or $VPRBENCH_DATA_DIR. ``verify`` checks presence,
 sizes, ``.npy`` shapes and recorded SHA-256 checksums, and with ``--load`` also loads the dataset;
-``download`` fetches the files that have a direct URL (resuming, verified) and says where to get
-the others.
+``download`` fetches the files that have a direct http(s) URL (resuming, verified), or copies them
+from a local ``--mirror DIR``, and says where to get the others. Before any file is looked at, the
+definition's parameters are checked against what its loader reads.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from vprbench.core.errors import DataError
+from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.arrays import describe
-from vprbench.data.catalog import definition_failures, definitions, get_definition, load_dataset, loader_files, resolve_data_dir
-from vprbench.data.download import data_path, download_dataset, file_specs, verify_files
+from vprbench.data.catalog import (
+    check_params,
+    definition_failures,
+    definitions,
+    get_definition,
+    load_dataset,
+    loader_files,
+    resolve_data_dir,
+)
+from vprbench.data.download import data_path, download_dataset, file_specs, param_key, require_data_dir, verify_files
 
 
 def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,6 +45,8 @@ def add_datasets_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p_ver.add_argument("--load", action="store_true", help="also load the dataset and print its sizes")
     p_dl = sub.add_parser("download", parents=[common], help="download the files that have a direct URL into the data directory")
     p_dl.add_argument("name", help="dataset name or definition file")
+    p_dl.add_argument("--mirror", default=None, metavar="DIR",
+                      help="copy the files from this local folder (it holds them under their paths) instead of downloading")
     p.set_defaults(handler=cmd_datasets)
     return p
 
@@ -51,7 +62,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if action == "verify":
         return _verify(args.name, data_dir, checksums=not args.no_checksums, load=args.load)
     if action == "download":
-        return _download(args.name, data_dir)
+        return _download(args.name, data_dir, args.mirror)
     raise AssertionError(action)
 
 
@@ -64,8 +75,11 @@ def _list(data_dir: Path | None) -> int:
         elif data_dir is None:
             status = f"{len(specs)} files (no --data-dir)"
         else:
-            missing = [s for s in specs if not s.optional and not data_path(d, data_dir, s.path, "files.path").exists()]
-            status = "present" if not missing else f"{len(missing)} of {len(specs)} missing"
+            try:
+                missing = [s for s in specs if not s.optional and not data_path(d, data_dir, s.path, "files.path").exists()]
+                status = "present" if not missing else f"{len(missing)} of {len(specs)} missing"
+            except ConfigError:  # e.g. a link leading out of the data directory
+                status = "path refused (see datasets verify)"
         rows.append([name, d.loader, status, d.summary])
     print(tabulate(rows, headers=["dataset", "loader", "files", "summary"], tablefmt="simple", maxcolwidths=[None, None, None, 70]))
     print_definition_failures()
@@ -127,11 +141,10 @@ def _verify_loader_files(d, data_dir: Path | None, load: bool) -> int | None:
             print(f"{d.name}: no data files needed (loader {d.loader} generates its data)")
             return 0
         return None
-    if data_dir is None:
-        raise DataError(f"dataset {d.name!r}: pass --data-dir DIR or set VPRBENCH_DATA_DIR to verify its files")
+    data_dir = _existing_data_dir(d, data_dir, [(rel, "") for rel in files])
     rows, bad = [], []
     for rel in files:
-        path = data_path(d, data_dir, rel, "path")
+        path = data_path(d, data_dir, rel, param_key(d, rel))
         kind = describe(path)
         rows.append([rel, "missing" if kind == "missing" else f"present ({kind})"])
         if kind == "missing":
@@ -147,15 +160,26 @@ def _verify_loader_files(d, data_dir: Path | None, load: bool) -> int | None:
     return None
 
 
+def _existing_data_dir(d, data_dir: Path | None, needed: list[tuple[str, str]]) -> Path:
+    """``data_dir`` if it is a folder; else a DataError saying it is not set or does not exist, with what the dataset needs."""
+    if data_dir is not None and not data_dir.exists():
+        lines = [f"dataset {d.name!r}: data directory {data_dir} does not exist (check --data-dir / $VPRBENCH_DATA_DIR); "
+                 "it needs these files, so each is missing:"]
+        lines += [f"  - {rel}: missing{f' ({where})' if where else ''}" for rel, where in needed]
+        raise DataError("\n".join(lines))
+    return require_data_dir(d, data_dir)
+
+
 def _verify(name: str, data_dir: Path | None, checksums: bool, load: bool) -> int:
     d = get_definition(name)
+    check_params(d)
     specs = file_specs(d)
     if not specs:
         done = _verify_loader_files(d, data_dir, load)
         if done is not None:
             return done
-    if specs and data_dir is None:
-        raise DataError(f"dataset {d.name!r}: pass --data-dir DIR or set VPRBENCH_DATA_DIR to verify its files")
+    if specs:
+        data_dir = _existing_data_dir(d, data_dir, [(s.path, s.where()) for s in specs if not s.optional])
     status = verify_files(d, data_dir, checksums=checksums) if specs else []
     rows = [[s.spec.path, "ok" if s.ok else ("optional, " if s.spec.optional else "") + s.problem] for s in status]
     if rows:
@@ -169,21 +193,45 @@ def _verify(name: str, data_dir: Path | None, checksums: bool, load: bool) -> in
         ds = load_dataset(name, data_dir)
         q = ds.queries[ds.default_query]
         print(f"loaded {ds.name}: reference {ds.reference.name!r} {len(ds.reference)} frames, query {q.name!r} {len(q)} frames, "
-              f"radius {ds.radius} {ds.position_unit}, splits " + ", ".join(f"{k} {v.reference.size}/{v.query.size}" for k, v in ds.splits.items()))
+              f"{'explicit ground truth' if ds.ground_truth is not None else f'radius {ds.radius} {ds.position_unit}'}, splits " + ", ".join(f"{k} {v.reference.size}/{v.query.size}" for k, v in ds.splits.items()))
     print(f"{d.name}: all required files verified" + ("" if checksums else " (checksums skipped)"))
     return 0
 
 
-def _download(name: str, data_dir: Path | None) -> int:
+def _download(name: str, data_dir: Path | None, mirror: str | None = None) -> int:
     d = get_definition(name)
+    check_params(d)
+    specs = file_specs(d)
+    if not specs or (mirror is None and not any(s.url for s in specs)):
+        return _nothing_to_download(d, data_dir, specs)
     if data_dir is None:
         raise DataError(f"dataset {d.name!r}: pass --data-dir DIR (or set VPRBENCH_DATA_DIR) to say where to download")
     data_dir.mkdir(parents=True, exist_ok=True)
-    got, manual = download_dataset(d, data_dir)
-    print(f"{len(got)} file(s) present or downloaded under {data_dir}")
+    got, manual = download_dataset(d, data_dir, mirror=mirror)
+    print(f"{len(got)} file(s) present, downloaded or copied under {data_dir}")
     if manual:
-        print(f"{len(manual)} file(s) need a manual download (no direct link is published):")
+        print(f"{len(manual)} file(s) need a manual download (no direct link is published{'' if mirror is None else ' and the mirror lacks them'}):")
         for s in manual:
             print(f"  - {s.path}: {s.where()}")
         return 1
     return 0
+
+
+def _nothing_to_download(d, data_dir: Path | None, specs: list) -> int:
+    """``datasets download`` of a definition that gives no URL: say so, and what to get by hand (exit 1 if missing)."""
+    files = [s.path for s in specs if not s.optional] if specs else loader_files(d)
+    if not files:
+        print(f"{d.name}: nothing to download (loader {d.loader} {'generates its data' if files == [] else 'lists no files'})")
+        return 0
+    missing = files if data_dir is None else [rel for rel in files if not data_path(d, data_dir, rel, "path").exists()]
+    print(f"{d.name}: nothing to download: the definition gives no download URL ([[files]] with url)")
+    if not missing:
+        print(f"every file it reads is present under {data_dir}")
+        return 0
+    where = f" under {data_dir}" if data_dir is not None else " (no --data-dir given)"
+    print(f"{len(missing)} file(s) it reads to get by hand{where}:")
+    for rel in missing:
+        spec = next((s for s in specs if s.path == rel), None)
+        print(f"  - {rel}{': ' + spec.where() if spec else ''}")
+    print(f"`vprbench datasets info {d.name}` says where they come from, `vprbench datasets verify {d.name}` checks them")
+    return 1

@@ -13,12 +13,18 @@ are never densified here.
 from __future__ import annotations
 
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.errors import ConfigError, DataError, VPRBenchError
+from vprbench.core.fileio import read_npy_header
+
+#: What reading a broken .npz raises (zip, deflate, .npy header and truncation errors).
+_NPZ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 #: What each sniffed kind is, for messages.
 KIND_NAMES = {
@@ -103,8 +109,11 @@ def variables(path: str | Path) -> list[str]:
     path = Path(path)
     kind = sniff(path)
     if kind == "npz":
-        with np.load(path, allow_pickle=False) as z:
-            return list(z.files)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return list(z.files)
+        except _NPZ_ERRORS as e:
+            raise _corrupt_npz(path, "archive", e) from None
     if kind == "mat5":
         return _mat5_variables(path)
     if kind in ("mat73", "hdf5"):
@@ -112,6 +121,25 @@ def variables(path: str | Path) -> list[str]:
         with h5py.File(path, "r") as f:
             return [k for k in f.keys() if not k.startswith("#")]
     return []
+
+
+def _corrupt_npz(path: Path, what: str, e: BaseException) -> DataError:
+    return DataError(f"{path}: {what}: the .npz archive is corrupt or unreadable ({type(e).__name__}: {e}); write it again (np.savez)")
+
+
+def _npz_member(z: Any, name: str, path: Path, what: str) -> np.ndarray:
+    """Array ``name`` of an open .npz; DataError saying whether it holds pickled objects or is corrupt."""
+    try:
+        return z[name]
+    except _NPZ_ERRORS as e:
+        try:
+            with z.zip.open(f"{name}.npy" if f"{name}.npy" in z.zip.namelist() else name) as f:
+                _, _, dtype = read_npy_header(f)
+        except _NPZ_ERRORS:
+            dtype = None
+        if dtype is not None and dtype.hasobject:
+            raise DataError(f"{path}: {what}: variable {name!r} holds pickled Python objects, which vprbench does not load; save plain numeric arrays") from None
+        raise _corrupt_npz(path, f"{what} (variable {name!r})", e) from None
 
 
 def _choose(path: Path, names: list[str], key: str | None, what: str, param: str | None) -> str:
@@ -176,9 +204,11 @@ def read_array(path: str | Path, key: str | None = None, what: str = "array", pa
 
                     return load_npz(path)
                 name = _choose(path, names, key, what, param)
-                return z[name]
-        except ValueError as e:
-            raise DataError(f"{path}: {what}: the .npz holds pickled objects or is corrupt ({e})") from None
+                return _npz_member(z, name, path, what)
+        except VPRBenchError:
+            raise
+        except _NPZ_ERRORS as e:
+            raise _corrupt_npz(path, what, e) from None
     if kind == "mat5":
         from scipy.io import loadmat
 

@@ -10,7 +10,7 @@ import numpy as np
 from vprbench.core.errors import DataError, unknown_name
 from vprbench.core.hashing import ContentHash
 from vprbench.data.groundtruth import GroundTruth
-from vprbench.data.protocol import DEFAULT_PROTOCOL, Protocol
+from vprbench.data.protocol import DEFAULT_DESCRIPTION, DEFAULT_PROTOCOL, Protocol, for_ground_truth
 from vprbench.data.traverse import Traverse
 
 #: What an imported single-image matrix (``distances``) holds. "distance": a generic distance
@@ -76,7 +76,7 @@ class SplitData:
         for t in (self.reference, self.query):
             t.update_hash(h)
         if self.explicit_ground_truth is not None:  # validation recall (best epoch) depends on it
-            h.update(self.explicit_ground_truth.indptr.tobytes() + self.explicit_ground_truth.indices.tobytes())
+            self.explicit_ground_truth.update_hash(h)
         h.update(repr((self.dataset, self.split, self.radius, self.nontrivial_radius, self.negative_radius)).encode())
         return h.hexdigest(20)
 
@@ -127,7 +127,7 @@ class BenchmarkDataset:
     distances: np.ndarray | None = None
     ground_truth: GroundTruth | None = None
     meta: dict = field(default_factory=dict)
-    protocols: dict[str, Protocol] = field(default_factory=lambda: {DEFAULT_PROTOCOL: Protocol(description="the dataset's own radius")})
+    protocols: dict[str, Protocol] = field(default_factory=lambda: {DEFAULT_PROTOCOL: Protocol(description=DEFAULT_DESCRIPTION)})
     distance_kind: str = "distance"
 
     def __post_init__(self) -> None:
@@ -149,8 +149,8 @@ class BenchmarkDataset:
                 )
         if not self.queries:
             raise DataError(f"{what}: needs at least one query traverse")
-        if not self.radius > 0:
-            raise DataError(f"{what}: localisation radius must be > 0, got {self.radius}")
+        if not (self.radius > 0 and np.isfinite(self.radius)):
+            raise DataError(f"{what}: localisation radius must be a finite number > 0, got {self.radius}")
         if self.nontrivial_radius is not None and self.negative_radius is not None:
             if not self.negative_radius > self.nontrivial_radius:
                 raise DataError(
@@ -185,13 +185,15 @@ class BenchmarkDataset:
                             f"{what}: splits {a!r} and {b!r} overlap in {common.size} {side} frame(s) "
                             f"(first: {common[:5].tolist()}); expected disjoint splits"
                         )
+        object.__setattr__(self, "protocols", for_ground_truth(self.protocols, self.ground_truth is not None, what))
         self._collect_warnings()
 
     def _collect_warnings(self) -> None:
-        """Add suspicious-data warnings (frame order, degrees as metres) to ``meta["warnings"]`` (a list of strings)."""
+        """Add suspicious-data warnings (frame order, degrees as metres, degenerate descriptors, a radius
+        covering the whole map) to ``meta["warnings"]`` (a list of strings)."""
         from vprbench.data.order import dataset_warnings
 
-        found = dataset_warnings(self.reference, self.queries.values())
+        found = dataset_warnings(self.reference, self.queries.values(), radius=None if self.ground_truth is not None else self.radius)
         if found:
             known = list(self.meta.get("warnings", []))
             self.meta["warnings"] = known + [w for w in found if w not in known]
@@ -244,7 +246,7 @@ class BenchmarkDataset:
             if self.distance_kind != "distance":  # the same numbers mean something else
                 h.update(self.distance_kind.encode())
         if self.ground_truth is not None:
-            h.update(self.ground_truth.indptr.tobytes() + self.ground_truth.indices.tobytes())
+            self.ground_truth.update_hash(h)
         for sname, s in self.splits.items():
             h.update(sname.encode() + s.reference.tobytes() + s.query.tobytes())
         h.update(repr((self.radius, self.nontrivial_radius, self.negative_radius)).encode())

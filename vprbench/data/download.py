@@ -15,7 +15,18 @@ A definition lists its files as ``[[files]]`` tables::
 :func:`download_file` fetches one URL (``http(s)://`` or ``file://``) to a ``.part`` file next
 to the target, resumes an interrupted ``.part`` with an HTTP Range request, checks size and
 checksum, and only then renames it to its final name: a partial or corrupt download never sits
-under the final name.
+under the final name. :func:`download_dataset` takes a definition's ``url`` only when it is
+``http(s)://`` (a ``file://`` URL in a definition would copy any local file, e.g.
+``/etc/passwd``, into the data directory); local copies come from an explicit *mirror* folder
+the user names (``vprbench datasets download NAME --mirror DIR``), which holds the files under
+their ``path``.
+
+Paths in definitions stay inside the data directory (:func:`data_path`): no absolute paths, no
+``..`` and no symbolic link inside the data directory whose target lies outside it, unless the
+definition sets ``allow_absolute_paths = true`` (for reading; downloads never write outside).
+Links the user made on purpose (large files on another disk) are followed when their target lies
+in a folder listed in ``$VPRBENCH_ALLOW_LINKS_TO`` (the user's consent, for every definition,
+built-in ones included).
 """
 
 from __future__ import annotations
@@ -91,24 +102,66 @@ def leaves_data_dir(rel: str) -> bool:
     return norm == ".." or norm.startswith(".." + os.sep)
 
 
-def data_path(definition: DatasetDefinition, data_dir: Path, rel: object, key: str) -> Path:
+#: Environment variable: folders (separated by the OS path separator) that symbolic links inside a
+#: data directory may lead into, e.g. a disk holding large descriptor files linked into it.
+LINK_TARGETS_ENV = "VPRBENCH_ALLOW_LINKS_TO"
+
+
+def outside_target(base: Path, path: Path) -> Path | None:
+    """The real location of ``path`` if it lies outside the real ``base`` (a symbolic link leads out), else None."""
+    real, root = Path(path).resolve(), Path(base).resolve()
+    return None if real == root or real.is_relative_to(root) else real
+
+
+def _link_target_allowed(real: Path) -> bool:
+    """True if ``real`` lies in a folder of ``$VPRBENCH_ALLOW_LINKS_TO``."""
+    folders = [Path(d).expanduser().resolve() for d in os.environ.get(LINK_TARGETS_ENV, "").split(os.pathsep) if d.strip()]
+    return any(real == f or real.is_relative_to(f) for f in folders)
+
+
+def data_path(definition: DatasetDefinition, data_dir: Path | None, rel: object, key: str) -> Path:
     """The file or folder ``rel`` (definition parameter ``key``) under ``data_dir``.
 
     Paths in definitions are relative to the data directory and must stay inside it (no absolute
-    paths, no ``..`` climbing out) unless the definition sets ``allow_absolute_paths = true``;
-    ConfigError otherwise, naming the parameter.
+    paths, no ``..`` climbing out, no symbolic link leading out of it: the real location is
+    checked, and a link may lead only into a folder of ``$VPRBENCH_ALLOW_LINKS_TO``) unless the
+    definition sets ``allow_absolute_paths = true``; ConfigError otherwise, naming the parameter.
+    ``data_dir`` None checks the text of the path only (and returns it).
     """
     if not isinstance(rel, str) or not rel:
         raise ConfigError(f"dataset definition {definition.source}: {key} must be a non-empty path string, got {rel!r}")
+    allow = f"Set {ALLOW_ABSOLUTE} = true at the top of the definition to read files elsewhere"
     if leaves_data_dir(rel):
         if not allows_outside_paths(definition):
             raise ConfigError(
                 f"dataset definition {definition.source}: {key} = {rel!r} points outside the data directory; paths are "
-                f"relative to the data directory and stay inside it. Set {ALLOW_ABSOLUTE} = true at the top of the definition "
-                "to read files elsewhere"
+                f"relative to the data directory and stay inside it. {allow}"
             )
         return Path(rel)
-    return Path(data_dir) / rel
+    if data_dir is None:
+        return Path(rel)
+    path = Path(data_dir) / rel
+    real = outside_target(data_dir, path)
+    if real is not None and not _link_target_allowed(real) and not allows_outside_paths(definition):
+        raise ConfigError(
+            f"dataset definition {definition.source}: {key} = {rel!r} leads outside the data directory {data_dir} through a "
+            f"symbolic link (its real location is {real}); paths stay inside the data directory. If you made that link (e.g. "
+            f"to large files on another disk), allow its target: export {LINK_TARGETS_ENV}={real.parent} (folders separated "
+            f"by {os.pathsep!r}); or {allow[0].lower()}{allow[1:]}"
+        )
+    return path
+
+
+def param_key(definition: DatasetDefinition, rel: str) -> str:
+    """The ``[params]`` key whose value is the path ``rel`` (``key.name`` inside a table), for messages; else "path"."""
+    for key, value in definition.params.items():
+        if value == rel:
+            return key
+        if isinstance(value, dict):
+            sub = next((k for k, v in value.items() if v == rel), None)
+            if sub is not None:
+                return f"{key}.{sub}"
+    return "path"
 
 
 def _check_type(definition: DatasetDefinition, i: int, key: str, value: Any, kind: type | tuple[type, ...], expected: str) -> None:
@@ -152,7 +205,7 @@ def file_specs(definition: DatasetDefinition) -> list[FileSpec]:
                     f"e.g. [27592, 4096], got {shape!r}"
                 )
             values["shape"] = tuple(shape)
-        data_path(definition, Path("."), values["path"], f"files[{i}].path")
+        data_path(definition, None, values["path"], f"files[{i}].path")
         out.append(FileSpec(**values))
     return out
 
@@ -356,30 +409,65 @@ def _matches(path: Path, sha256: str | None, size: int | None) -> bool:
     return sha256 is None or sha256_of(path) == sha256.lower()
 
 
+def _mirror_dir(mirror: str | os.PathLike) -> Path:
+    text = str(mirror)
+    if text.startswith("file://"):
+        text = urllib.request.url2pathname(urllib.parse.urlparse(text).path)
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"download: mirror {mirror} is not a folder; expected a folder holding the files under their paths")
+    return folder
+
+
 def download_dataset(
     definition: DatasetDefinition,
     data_dir: Path,
     progress: Callable[[str], None] | None = print,
+    mirror: str | os.PathLike | None = None,
 ) -> tuple[list[Path], list[FileSpec]]:
-    """Fetch every listed file that has a direct ``url`` and is missing.
+    """Fetch every listed file that is missing: from ``mirror`` if given and it holds the file, else from its ``url``.
 
     Returns (files fetched or already present, files that need a manual download). Files are
-    written only inside ``data_dir`` (ConfigError for a path that leaves it, whatever the
-    definition allows for reading).
+    written only inside ``data_dir`` (ConfigError for a path that leaves it, by ``..`` or through
+    a symbolic link, whatever the definition allows for reading; links into folders of
+    ``$VPRBENCH_ALLOW_LINKS_TO`` are the user's own and allowed). A definition's ``url`` must be
+    ``http://`` or ``https://`` (ConfigError otherwise, before anything is fetched); ``mirror``
+    (a folder, or a ``file://`` URL of one) is the user's explicit local copy, with the files
+    under their ``path``; copies from it are checked like downloads (size, SHA-256).
     """
     got: list[Path] = []
     manual: list[FileSpec] = []
     specs = file_specs(definition)
-    outside = [s.path for s in specs if s.url and leaves_data_dir(s.path)]
+
+    def escapes(rel: str) -> bool:
+        real = None if leaves_data_dir(rel) else outside_target(data_dir, Path(data_dir) / rel)
+        return leaves_data_dir(rel) or real is not None and not _link_target_allowed(real)
+
+    outside = [s.path for s in specs if (s.url or mirror is not None) and escapes(s.path)]
     if outside:  # even with allow_absolute_paths: that flag is for reading files elsewhere, never writing there
         raise ConfigError(
             f"dataset definition {definition.source}: download writes only inside the data directory {data_dir}, "
-            f"but files {outside} point outside it; give paths relative to the data directory"
+            f"but files {outside} point outside it (a path that leaves it, or a symbolic link leading out); give paths "
+            "relative to the data directory"
         )
+    for i, spec in enumerate(specs):
+        if spec.url and urllib.parse.urlparse(spec.url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"dataset definition {definition.source}: files[{i}].url = {spec.url!r}: datasets download only from http:// "
+                "or https:// URLs. To copy files from a local folder (a mirror holding them under their paths), pass "
+                "--mirror DIR to `vprbench datasets download` (download_dataset(..., mirror=DIR))"
+            )
+    source = _mirror_dir(mirror) if mirror is not None else None
     for spec in specs:
         dest = Path(data_dir) / spec.path
         if dest.exists() and _matches(dest, spec.sha256, spec.size):
             got.append(dest)
+            continue
+        local = source / spec.path if source is not None else None
+        if local is not None and outside_target(source, local) is None and local.is_file():
+            if progress:
+                progress(f"copying {local} -> {dest}")
+            got.append(download_file(local.resolve().as_uri(), dest, spec.sha256, spec.size))
             continue
         if not spec.url:
             if not spec.optional:
@@ -389,4 +477,3 @@ def download_dataset(
             progress(f"downloading {spec.url} -> {dest}")
         got.append(download_file(spec.url, dest, spec.sha256, spec.size))
     return got, manual
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -100,6 +101,14 @@ class GroundTruth:
                 raise DataError(f"ground truth: soft matrix shape {s.shape} differs from hard {m.shape}")
             soft_gt = cls.from_sparse(s + m)
         return cls(indptr=m.indptr.astype(np.int64), indices=m.indices.astype(np.int64), n_ref=m.shape[1], soft=soft_gt)
+
+    def update_hash(self, h: Any) -> None:
+        """Feed the positives and, if present, the soft positives into the hash object ``h``
+        (both decide the metrics: the soft set changes precision-recall curves)."""
+        h.update(self.indptr.tobytes() + self.indices.tobytes())
+        if self.soft is not None:
+            h.update(b"soft")
+            self.soft.update_hash(h)
 
     # queries ------------------------------------------------------------------------------
     @property

@@ -18,7 +18,9 @@ export) makes every sequence result meaningless without any error. The rule used
 
 :func:`segments_from_steps` breaks segments at jumps (and at time gaps), for data whose drive
 segments are not recorded; :func:`order_warning` reports jumps inside recorded segments, and
-:func:`dataset_warnings` collects it (and a degrees-as-metres check) for a dataset.
+:func:`dataset_warnings` collects it for a dataset, with the other checks of data that is legal but
+suspicious: positions in "metres" that look like degrees, identical or all-zero descriptors, and a
+radius that makes every reference a positive of every query.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vprbench.data.arrays import is_sparse
 from vprbench.data.traverse import Traverse, segment_bounds_from_ids
 
 #: A step more than this many median steps long is a jump.
@@ -155,13 +158,83 @@ def degrees_warning(traverse: Traverse) -> str | None:
     )
 
 
-def dataset_warnings(reference: Traverse, queries: Iterable[Traverse], factor: float = JUMP_FACTOR) -> list[str]:
-    """Warnings about the frame order and positions of a dataset's traverses (empty if none)."""
+def descriptor_warning(traverse: Traverse, block: int = 4096) -> str | None:
+    """A warning text if the traverse's descriptors are degenerate: all rows equal, or rows of zeros.
+
+    Identical descriptors make every reference equally close to every query (rankings are ties
+    broken by index); an all-zero row has no direction (cosine / normalised distances are
+    undefined for it). Dense descriptors are scanned in blocks of ``block`` rows; sparse ones
+    per column. None for traverses without descriptors.
+    """
+    x = traverse.descriptors
+    if x is None or x.shape[0] == 0:
+        return None
+    n = x.shape[0]
+    if is_sparse(x):
+        a = abs(x)
+        zero = np.asarray(a.max(axis=1).todense()).ravel() == 0
+        constant = n > 1 and bool((np.asarray(x.max(axis=0).todense()) == np.asarray(x.min(axis=0).todense())).all())
+    else:
+        zero = np.zeros(n, dtype=bool)
+        constant = n > 1
+        first = np.asarray(x[0])
+        for start in range(0, n, block):
+            chunk = np.asarray(x[start : start + block])
+            zero[start : start + chunk.shape[0]] = ~chunk.any(axis=1)
+            constant = constant and not (chunk != first).any()
+    if constant:
+        return (
+            f"traverse {traverse.name!r}: all {n} descriptors are identical (every row equals row 0): every reference is "
+            "equally close to every query, so rankings are ties and Recall@N measures nothing; check the descriptor file"
+        )
+    if zero.any():
+        rows = np.flatnonzero(zero)
+        return (
+            f"traverse {traverse.name!r}: {rows.size} of {n} descriptor rows are all zero (first rows: {rows[:5].tolist()}); "
+            "a zero descriptor has no direction (cosine and normalised distances are undefined for it): frames that failed "
+            "to encode? check the descriptor file"
+        )
+    return None
+
+
+def radius_warning(reference: Traverse, queries: Iterable[Traverse], radius: float) -> str | None:
+    """A warning text if ``radius`` makes every reference a positive of every query.
+
+    The test is exact for 1-D positions and conservative otherwise: the radius reaches the
+    farthest corner of the reference positions' bounding box from every query.
+    """
+    ref = reference.positions.reshape(len(reference), -1)
+    if len(reference) < 2 or ref.shape[1] > 3:
+        return None
+    lo, hi = ref.min(axis=0), ref.max(axis=0)
+    corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(ref.shape[1], -1).T  # [2^P, P]
+    far = 0.0
+    for q in queries:
+        pos = q.positions.reshape(len(q), -1)
+        far = max(far, float(np.linalg.norm(pos[:, None, :] - corners[None], axis=2).max()))
+    if radius < far:
+        return None
+    unit = "m" if reference.position_unit == "m" else "frames"
+    return (
+        f"the localisation radius {radius:g} {unit} covers the whole map (no query is farther than {far:.4g} {unit} from any "
+        "reference): every reference is a positive of every query and every method scores Recall@N = 1; check radius / "
+        "tolerance and the position unit"
+    )
+
+
+def dataset_warnings(reference: Traverse, queries: Iterable[Traverse], factor: float = JUMP_FACTOR, radius: float | None = None) -> list[str]:
+    """Warnings about the frame order, positions and descriptors of a dataset's traverses, and about
+    a ``radius`` (None: explicit ground truth, not checked) covering the whole map (empty if none)."""
+    queries = list(queries)
     out = []
     for t in (reference, *queries):
-        for w in (order_warning(t, factor), degrees_warning(t)):
+        for w in (order_warning(t, factor), degrees_warning(t), descriptor_warning(t)):
             if w:
                 out.append(w)
+    if radius is not None:
+        w = radius_warning(reference, queries, radius)
+        if w:
+            out.append(w)
     return out
 
 

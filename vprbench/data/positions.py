@@ -87,7 +87,11 @@ def _is_number(text: str) -> bool:
 
 
 def _read_table(path: Path, what: str) -> Positions:
-    header, rows = _split_lines(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: Excel's "CSV UTF-8" starts with a byte-order mark
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {what}: not UTF-8 text (byte {e.start}); save the table as UTF-8 CSV") from None
+    header, rows = _split_lines(text)
     if not header:
         raise DataError(f"{path}: {what}: the file is empty; expected a header row and one row per frame")
     if all(_is_number(c) for c in header):
@@ -183,6 +187,11 @@ def read_positions(path: str | Path, n: int | None = None, unit: str | None = No
         raise DataError(
             f"{path}: {what}: is {describe(path)}; positions must be a .npy array [frames, P] or a text table (.csv) "
             "with a header row (x,y | east,north | utm_e,utm_n | lat,lon | frame)"
+        )
+    if pos.unit == "frame" and pos.values.shape[1] != 1:
+        raise ConfigError(
+            f"{path}: {what}: position_unit = \"frame\" but the array has {pos.values.shape[1]} columns; frame positions are "
+            "1-D (one frame index per row): give [frames] or [frames, 1], or positions in metres"
         )
     if n is not None and len(pos) != n:
         raise DataError(f"{path}: {what}: {len(pos)} position rows, expected {n} (one per frame / descriptor row)")

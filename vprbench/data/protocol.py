@@ -15,18 +15,23 @@ definition may carry named protocols::
 
 Every dataset has the protocol ``default``: its own radius (or explicit ground truth), centre
 frame, queries without a positive excluded. Window policy (shift / drop) and sequence length are
-job settings recorded beside the protocol.
+job settings recorded beside the protocol. A dataset with explicit ground truth (VPR_Tutorial's
+GThard / GTsoft, VPR-Bench's lists) has no radius: its protocols are marked ``explicit`` (the
+caption says "explicit ground truth"), and a protocol giving a radius or tolerance is refused
+(:func:`for_ground_truth`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from vprbench.core.errors import ConfigError, unknown_name
 from vprbench.core.params import Param, coerce_params
 
 DEFAULT_PROTOCOL = "default"
+DEFAULT_DESCRIPTION = "the dataset's own radius"
+EXPLICIT_DESCRIPTION = "the dataset's own ground truth"
 POSITIVE_RULES = ("frame", "window")
 NO_POSITIVE_POLICIES = ("exclude", "miss")
 
@@ -52,6 +57,8 @@ class Protocol:
         positives: ``"frame"`` or ``"window"``.
         no_positive: ``"exclude"`` or ``"miss"``.
         description: one line for captions.
+        explicit: the dataset's ground truth is explicit (no radius applies); stored in
+            :meth:`to_dict` only when true, so protocols of radius datasets keep their identity.
     """
 
     name: str = DEFAULT_PROTOCOL
@@ -60,6 +67,7 @@ class Protocol:
     positives: str = "frame"
     no_positive: str = "exclude"
     description: str = ""
+    explicit: bool = False
 
     @classmethod
     def from_table(cls, name: str, table: dict[str, Any], unit: str, where: str) -> Protocol:
@@ -79,8 +87,14 @@ class Protocol:
         return float(self.radius if self.radius is not None else dataset_radius)
 
     def describe(self, unit: str, dataset_radius: float | None = None) -> str:
-        """E.g. ``protocol default: radius 10 m, centre frame, queries without a positive excluded``."""
-        if self.tolerance is not None:
+        """E.g. ``protocol default: radius 10 m, centre frame, queries without a positive excluded``.
+
+        For a protocol of a dataset with explicit ground truth (``explicit``) the tolerance part
+        reads "explicit ground truth", whatever ``dataset_radius`` says.
+        """
+        if self.explicit:
+            tol = "explicit ground truth"
+        elif self.tolerance is not None:
             tol = f"tolerance +-{self.tolerance} frames"
         elif self.radius is not None or dataset_radius is not None:
             r = self.effective_radius(dataset_radius or 0.0)
@@ -92,21 +106,45 @@ class Protocol:
         return f"protocol {self.name}: {tol}, {rule}, queries without a positive {nopos}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["explicit"]:
+            del d["explicit"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Protocol:
-        return cls(**{k: d[k] for k in ("name", "radius", "tolerance", "positives", "no_positive", "description") if k in d})
+        return cls(**{k: d[k] for k in ("name", "radius", "tolerance", "positives", "no_positive", "description", "explicit") if k in d})
 
 
 def protocols_from_definition(raw: dict[str, Any], unit: str, where: str) -> dict[str, Protocol]:
     """The ``default`` protocol and the named ones of a definition's ``[protocols.*]`` tables."""
-    out = {DEFAULT_PROTOCOL: Protocol(description="the dataset's own radius")}
+    out = {DEFAULT_PROTOCOL: Protocol(description=DEFAULT_DESCRIPTION)}
     tables = raw.get("protocols", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{where}: [protocols] must hold tables [protocols.NAME]")
     for name, table in tables.items():
         out[name] = Protocol.from_table(name, table, unit, where)
+    return out
+
+
+def for_ground_truth(protocols: dict[str, Protocol], explicit: bool, where: str) -> dict[str, Protocol]:
+    """``protocols`` of a dataset; with ``explicit`` ground truth each one marked explicit.
+
+    A protocol with a radius or tolerance cannot apply to explicit ground truth: ConfigError
+    naming it (before any job runs, not when its metrics are computed).
+    """
+    if not explicit:
+        return protocols
+    out = {}
+    for name, p in protocols.items():
+        if p.radius is not None or p.tolerance is not None:
+            raise ConfigError(
+                f"{where} [protocols.{name}]: this dataset has explicit ground truth (no positions), so a radius or "
+                "tolerance cannot apply to it; remove it (positives / no_positive still apply)"
+            )
+        if p.name == DEFAULT_PROTOCOL and p.description == DEFAULT_DESCRIPTION:
+            p = replace(p, description=EXPLICIT_DESCRIPTION)
+        out[name] = p if p.explicit else replace(p, explicit=True)
     return out
 
 

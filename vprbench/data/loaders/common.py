@@ -1,19 +1,48 @@
-"""Helpers shared by the loaders: typed definition parameters, file checks, positions, split ranges."""
+"""Helpers shared by the loaders: declared and typed definition parameters, file checks, positions, split ranges."""
 
 from __future__ import annotations
 
+import difflib
+import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.errors import ConfigError, DataError, unknown_name
 from vprbench.data.dataset import SplitIndices
-from vprbench.data.download import FileSpec, data_path, file_specs, missing_files_error
+from vprbench.data.download import FileSpec, data_path, file_specs, missing_files_error, param_key
 from vprbench.data.positions import Positions, check_unit, read_positions
 
 if TYPE_CHECKING:
     from vprbench.data.catalog import DatasetDefinition
+
+
+#: Where the user-facing loaders' parameters are documented (named in unknown-parameter errors).
+PARAMS_DOC = "docs/bring-your-own-data.md"
+
+#: Ground-truth parameters of the loaders that take positions (:func:`evaluation_radius`, :func:`training_radii`).
+RADIUS_PARAMS = ("radius", "tolerance", "nontrivial_radius", "negative_radius", "nontrivial_tolerance", "negative_tolerance")
+
+
+def loader_params(*names: str, refused: dict[str, str] | None = None, doc: str = PARAMS_DOC) -> Callable:
+    """Decorator of a loader function: the ``[params]`` keys it reads.
+
+    :func:`vprbench.data.catalog.check_params` refuses every other key (with close matches and the
+    page ``doc``) before the loader runs, in ``load_dataset`` and ``datasets verify``: a misspelt
+    parameter never silently falls back to its default. ``refused`` maps keys the loader refuses
+    on purpose (retired or meaningless for it) to the reason given.
+    """
+
+    def mark(fn: Callable) -> Callable:
+        fn.params = frozenset(names)
+        fn.refused_params = dict(refused or {})
+        fn.params_doc = doc
+        return fn
+
+    return mark
 
 
 def _param(definition: DatasetDefinition, key: str, kind: type | tuple[type, ...] = str) -> Any:
@@ -27,7 +56,7 @@ def _param(definition: DatasetDefinition, key: str, kind: type | tuple[type, ...
 
 def _check_files(definition: DatasetDefinition, data_dir: Path, rel_paths: list[str]) -> None:
     """DataError listing the files of ``rel_paths`` missing under ``data_dir`` (ConfigError for paths leaving it)."""
-    missing = [p for p in rel_paths if not data_path(definition, data_dir, p, "path").exists()]
+    missing = [p for p in rel_paths if not data_path(definition, data_dir, p, param_key(definition, p)).exists()]
     if missing:
         raise missing_files_error(definition, data_dir, missing)
 
@@ -58,7 +87,7 @@ def side_positions(definition: DatasetDefinition, data_dir: Path, side: str, n: 
     row index, unit "frame".
     """
     p = definition.params
-    key = f"{side}_positions" if f"{side}_positions" in p else "positions"
+    key = positions_key(definition, side)
     value = _param(definition, key)
     unit = p.get("position_unit")
     if unit is not None:
@@ -68,6 +97,32 @@ def side_positions(definition: DatasetDefinition, data_dir: Path, side: str, n: 
             raise ConfigError(f"dataset definition {definition.source}: {key} = \"row\" means positions in frames, but position_unit = {unit!r}")
         return Positions(np.arange(n, dtype=np.float64)[:, None], "frame", source=f"{key} = \"row\"")
     return read_positions(data_path(definition, data_dir, value, key), n, unit, what=f"{side} positions")
+
+
+def positions_key(definition: DatasetDefinition, side: str) -> str:
+    """The param holding the positions of ``side``: ``{side}_positions``, else ``positions`` (both sides).
+
+    ConfigError if neither is given, or if ``positions`` is given together with a per-side key
+    (one of them would be silently ignored for one traverse).
+    """
+    p = definition.params
+    own = [k for k in ("reference_positions", "query_positions") if k in p]
+    if "positions" in p and own:
+        raise ConfigError(
+            f"dataset definition {definition.source}: [params] gives positions = {p['positions']!r} (for both traverses) and "
+            f"{' and '.join(f'{k} = {p[k]!r}' for k in own)}; give either positions or reference_positions and query_positions"
+        )
+    key = f"{side}_positions" if f"{side}_positions" in p else "positions"
+    if key not in p:
+        raise ConfigError(
+            f"dataset definition {definition.source}: [params] needs {side}_positions = \"file\" (or positions = \"row\" "
+            "for frame-aligned data: the row index is the position)"
+        )
+    return key
+
+
+def _positive_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
 
 
 def evaluation_radius(definition: DatasetDefinition, unit: str, default: float | None = None) -> float:
@@ -85,8 +140,8 @@ def evaluation_radius(definition: DatasetDefinition, unit: str, default: float |
         return _tolerance_radius(definition, "tolerance", unit)
     if "radius" in p:
         r = p["radius"]
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0:
-            raise ConfigError(f"dataset definition {src}: radius must be a number > 0 ({'metres' if unit == 'm' else 'frames'}), got {r!r}")
+        if not _positive_number(r):
+            raise ConfigError(f"dataset definition {src}: radius must be a finite number > 0 ({'metres' if unit == 'm' else 'frames'}), got {r!r}")
         return float(r)
     if default is not None:
         return float(default)
@@ -129,8 +184,8 @@ def training_radii(definition: DatasetDefinition, radius: float, unit: str, spli
             values[name] = _tolerance_radius(definition, tk, unit)
         elif rk in p:
             v = p[rk]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ConfigError(f"dataset definition {src}: {rk} must be a number > 0, got {v!r}")
+            if not _positive_number(v):
+                raise ConfigError(f"dataset definition {src}: {rk} must be a finite number > 0, got {v!r}")
             values[name] = float(v)
         else:
             values[name] = None
@@ -156,30 +211,78 @@ def training_radii(definition: DatasetDefinition, radius: float, unit: str, spli
     return values["nontrivial"], values["negative"], notes
 
 
-def parse_splits(spec: Any, n_ref: int, n_query: int, what: str) -> dict[str, SplitIndices]:
+#: Keys of a split table, the split names the runner gives a meaning, and the smallest split (frames per traverse).
+SPLIT_KEYS = ("reference", "query")
+STANDARD_SPLITS = ("train", "val", "test")
+MIN_SPLIT_FRAMES = 2
+
+
+def split_name_warning(name: str) -> str | None:
+    """A warning text for a split name other than train / val / test (which the runner uses by name)."""
+    if name in STANDARD_SPLITS:
+        return None
+    low = name.lower()
+    close = [s for s in STANDARD_SPLITS if low.startswith(s) or s.startswith(low)] or difflib.get_close_matches(low, STANDARD_SPLITS, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"split {name!r} is not one of {', '.join(STANDARD_SPLITS)}: learned methods train on 'train' and pick their epoch on "
+        f"'val', and runs evaluate 'test'; {name!r} is used only when a run names it (--split {name}).{hint}"
+    )
+
+
+def parse_splits(spec: Any, n_ref: int, n_query: int, what: str, warnings_out: list[str] | None = None) -> dict[str, SplitIndices]:
     """Split ranges from a definition: ``{name = {reference = [a, b], query = [a, b]}}``.
 
     ``a, b`` are frame indices (ints) or fractions of the traverse (floats in [0, 1]); [a, b) is
-    half-open. Missing ``spec`` means one split ``test`` over everything.
+    half-open. Missing ``spec`` means one split ``test`` over everything. A split needs at least
+    :data:`MIN_SPLIT_FRAMES` frames per traverse (``query = [0, 1]`` is one frame: integers are
+    indices, so the message suggests ``[0.0, 1.0]``); keys other than ``reference`` / ``query``
+    are errors. Legal but suspicious: a split without ``query`` (it reuses the reference range,
+    right only for frame-aligned traverses) and names other than train / val / test; these go to
+    ``warnings_out`` (the loader's ``meta["warnings"]``, printed and recorded with the dataset's
+    name), or are issued with :func:`warnings.warn` (prefixed with ``what``) without it.
     """
     if spec is None:
         return {"test": SplitIndices.from_ranges((0, n_ref), (0, n_query))}
     if not isinstance(spec, dict) or not spec:
         raise ConfigError(f"{what}: 'splits' must be a table of split names")
+    found: list[str] = []
 
     def rng(v: Any, n: int, side: str, name: str) -> tuple[int, int]:
-        if not (isinstance(v, (list, tuple)) and len(v) == 2):
-            raise ConfigError(f"{what}: split {name!r} {side} must be [start, end), got {v!r}")
+        numbers = isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        if not numbers or not all(math.isfinite(x) for x in v):
+            raise ConfigError(f"{what}: split {name!r} {side} must be [start, end) with two frame indices (integers) or fractions (floats in [0, 1]), got {v!r}")
         a, b = (int(round(x * n)) if isinstance(x, float) else int(x) for x in v)
+        ints = [x for x in v if isinstance(x, int)]
+        ints_01 = 1 in ints and all(x in (0, 1) for x in ints) and n > MIN_SPLIT_FRAMES  # [0, 1], [0.5, 1]: fractions meant?
+        hint = "; integers are frame indices: write fractions as floats, e.g. [0.0, 1.0] for the whole traverse" if ints_01 else ""
         if not 0 <= a < b <= n:
-            raise ConfigError(f"{what}: split {name!r} {side} range {v!r} is empty or outside 0..{n}")
+            raise ConfigError(f"{what}: split {name!r} {side} range {v!r} is empty or outside 0..{n}{hint}")
+        if b - a < MIN_SPLIT_FRAMES:
+            raise ConfigError(f"{what}: split {name!r} {side} range {v!r} holds {b - a} frame (at least {MIN_SPLIT_FRAMES} needed){hint}")
         return a, b
 
     out = {}
     for name, s in spec.items():
         if not isinstance(s, dict) or "reference" not in s:
-            raise ConfigError(f"{what}: split {name!r} needs reference = [start, end) (and optionally query)")
+            raise ConfigError(f"{what}: split {name!r} needs reference = [start, end) (and query = [start, end))")
+        for key in s:
+            if key not in SPLIT_KEYS:
+                raise ConfigError(f"{what}: {unknown_name(f'key of split {name!r}', key, SPLIT_KEYS)}")
+        if "query" not in s:
+            found.append(
+                f"split {name!r} gives no query range: it reuses the reference range {s['reference']!r} for the query traverse "
+                "(right only if the traverses are frame-aligned); give query = [start, end) to say so"
+            )
+        w = split_name_warning(name)
+        if w:
+            found.append(w)
         out[name] = SplitIndices.from_ranges(rng(s["reference"], n_ref, "reference", name), rng(s.get("query", s["reference"]), n_query, "query", name))
+    for text in found:
+        if warnings_out is not None:
+            warnings_out.append(text)
+        else:
+            warnings.warn(f"{what}: {text}", stacklevel=2)
     return out
 
 

@@ -9,11 +9,14 @@ from vprbench.core.errors import ConfigError
 from vprbench.data.dataset import BenchmarkDataset
 from vprbench.data.download import require_data_dir
 from vprbench.data.loaders.common import (
+    RADIUS_PARAMS,
     ROW,
     _check_files,
     _param,
     evaluation_radius,
+    loader_params,
     parse_splits,
+    positions_key,
     read_descriptor_file,
     side_positions,
     training_radii,
@@ -27,29 +30,22 @@ if TYPE_CHECKING:
 SIDES = ("reference", "query")
 
 
-def _positions_key(definition: DatasetDefinition, side: str) -> str:
-    p = definition.params
-    key = f"{side}_positions" if f"{side}_positions" in p else "positions"
-    if key not in p:
-        raise ConfigError(
-            f"dataset definition {definition.source}: [params] needs {side}_positions = \"file\" (or positions = \"row\" "
-            "for frame-aligned data: the row index is the position)"
-        )
-    return key
-
-
 def needed_files(definition: DatasetDefinition) -> list[str]:
     """The files this loader reads (relative to the data directory)."""
     p = definition.params
     out = []
     for side in SIDES:
         out.append(_param(definition, f"{side}_descriptors"))
-        value = p.get(_positions_key(definition, side))
+        value = p.get(positions_key(definition, side))
         if value != ROW:
             out.append(value)
     return out
 
 
+@loader_params(
+    "reference_descriptors", "query_descriptors", "reference_key", "query_key", "descriptor_layout", "dim",
+    "reference_positions", "query_positions", "positions", "position_unit", *RADIUS_PARAMS, "splits", "reference", "query",
+)
 def load_descriptor_pair(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``descriptor-pair``: two descriptor arrays with positions (user-supplied).
 
@@ -77,7 +73,7 @@ def load_descriptor_pair(definition: DatasetDefinition, data_dir: Path | None) -
     _check_files(definition, data_dir, needed_files(definition))
     positions: dict[str, Positions | None] = {}
     for side in SIDES:  # files first, so that the row count checks the descriptors' orientation
-        key = _positions_key(definition, side)
+        key = positions_key(definition, side)
         positions[side] = None if p[key] == ROW else side_positions(definition, data_dir, side, None)
     files = [t for t in positions.values() if t is not None]
     projected, note = to_metres(files)
@@ -101,7 +97,8 @@ def load_descriptor_pair(definition: DatasetDefinition, data_dir: Path | None) -
             Traverse(name=p.get(side, side), positions=t.values, position_unit=unit, descriptors=descs[side], timestamps=t.timestamps, meta=meta)
         )
     reference, query = traverses
-    splits = parse_splits(p.get("splits"), len(reference), len(query), f"dataset {definition.name!r}")
+    warnings: list[str] = []
+    splits = parse_splits(p.get("splits"), len(reference), len(query), f"dataset {definition.name!r}", warnings)
     radius = evaluation_radius(definition, unit)
     nontrivial, negative, notes = training_radii(definition, radius, unit, splits)
     if note:
@@ -115,6 +112,6 @@ def load_descriptor_pair(definition: DatasetDefinition, data_dir: Path | None) -
         nontrivial_radius=nontrivial,
         negative_radius=negative,
         description=definition.summary,
-        meta={"loader": "descriptor-pair", "notes": notes},
+        meta={"loader": "descriptor-pair", "notes": notes, "warnings": warnings},
     )
 

@@ -38,8 +38,8 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.progress import progress_enabled
 from vprbench.data.dataset import BenchmarkDataset
-from vprbench.data.download import allows_outside_paths, data_path, leaves_data_dir, missing_files_error, require_data_dir
-from vprbench.data.loaders.common import evaluation_radius, parse_splits, training_radii
+from vprbench.data.download import data_path, missing_files_error, require_data_dir
+from vprbench.data.loaders.common import RADIUS_PARAMS, evaluation_radius, loader_params, parse_splits, training_radii
 from vprbench.data.loaders.seqnet_files import load_descriptors
 from vprbench.data.order import JUMP_FACTOR, fragmented_warning
 from vprbench.data.positions import Positions, check_unit, read_positions, to_metres
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+#: The image order of precomputed descriptor rows per alignment, for messages.
+ORDER_OF_ROWS = {"frame": "sorted file names", "csv": "the positions CSV's row order", "names": "VPR-methods-evaluation's image order"}
 
 
 def list_images(folder: Path, pattern: str = "*") -> list[Path]:
@@ -73,11 +75,33 @@ def read_positions_csv(path: Path, folder: Path, unit: str | None = None) -> tup
     pos = read_positions(path, unit=unit, what="positions CSV")
     if pos.images is None:
         raise DataError(f"{path}: needs a column 'image' (the file name of each frame in {folder})")
+    rows: dict[str, list[int]] = {}
+    for i, name in enumerate(pos.images):
+        rows.setdefault(name, []).append(i + 1)
+    dup = {name: r for name, r in rows.items() if len(r) > 1}
+    if dup:
+        listed = "; ".join(f"{name!r} at rows {r}" for name, r in list(dup.items())[:3])
+        raise DataError(
+            f"{path}: {len(dup)} image(s) listed more than once ({listed}; rows counted from 1 after the header); "
+            "each row is one frame, so each image appears once"
+        )
     images = [folder / name for name in pos.images]
     missing = [p.name for p in images if not p.is_file()]
     if missing:
         raise DataError(f"{path}: {len(missing)} listed image(s) not found in {folder} (first: {missing[:3]})")
     return images, pos
+
+
+def unlisted_warning(path: Path, folder: Path, images: list[Path]) -> str | None:
+    """A warning text if ``folder`` holds images (by suffix) that the positions CSV ``path`` does not list."""
+    listed = {p.name for p in images}
+    extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name not in listed)
+    if not extra:
+        return None
+    return (
+        f"{path}: {len(extra)} image(s) in {folder} are not listed (first: {extra[:3]}) and are not used; the CSV lists "
+        f"{len(images)} frames"
+    )
 
 
 def _extract(definition: DatasetDefinition, data_dir: Path, traverse: str, paths: list[Path], progress: bool, take: np.ndarray | None = None) -> np.ndarray:
@@ -90,7 +114,7 @@ def _extract(definition: DatasetDefinition, data_dir: Path, traverse: str, paths
         if not isinstance(files, dict) or traverse not in files:
             raise ConfigError(f"dataset {definition.name!r}: extractor 'precomputed' needs descriptors = {{{traverse} = \"file.npy\"}}")
         path = data_path(definition, data_dir, files[traverse], f"descriptors.{traverse}")
-        return load_descriptors(path, rows=len(paths), where=f"one row per image of traverse {traverse!r}, in the loader's image order", take=take)
+        return load_descriptors(path, rows=len(paths), where=f"one row per image of traverse {traverse!r}, in {ORDER_OF_ROWS.get(p.get('alignment', 'frame'), 'the loader image order')}", take=take)
     extractor = make_extractor(name, **eparams)
     return cached_descriptors(definition.name, traverse, extractor, paths, progress=progress)
 
@@ -119,6 +143,14 @@ def needed_files(definition: DatasetDefinition) -> list[str]:
     return out
 
 
+#: Params of the image front-ends (shared with ``nordland-64x32``).
+EXTRACTOR_PARAMS = ("extractor", "extractor_params", "descriptors", "progress")
+
+
+@loader_params(
+    "root", "reference", "queries", "pattern", "alignment", "positions", "position_unit", *RADIUS_PARAMS, "splits",
+    *EXTRACTOR_PARAMS, "order", "segment_step_factor", "segment_max_gap_s",
+)
 def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``image-folders`` (see the module docstring)."""
     data_dir = require_data_dir(definition, data_dir)
@@ -138,6 +170,7 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
     progress = progress_enabled(p.get("progress"))
     traverses: dict[str, Traverse] = {}
     notes: list[str] = []
+    warnings: list[str] = []
     if alignment == "frame":
         unit = unit or "frame"
         ref_files = list_images(root / ref_name, p.get("pattern", "*.png"))
@@ -162,9 +195,13 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
             if t not in pos_files:
                 raise ConfigError(f"dataset {definition.name!r}: no positions CSV for traverse {t!r}")
             rel = pos_files[t]
-            if not isinstance(rel, str) or leaves_data_dir(rel) and not allows_outside_paths(definition):
+            if not isinstance(rel, str):
                 raise ConfigError(f"dataset definition {definition.source}: positions.{t} must be a path inside root {root_rel!r}, got {rel!r}")
-            read[t] = read_positions_csv(root / rel, root / t, unit)
+            csv_path = data_path(definition, root, rel, f"positions.{t}")
+            read[t] = read_positions_csv(csv_path, root / t, unit)
+            w = unlisted_warning(csv_path, root / t, read[t][0])
+            if w:
+                warnings.append(w)
         tables, note = to_metres([pos for _, pos in read.values()])
         if note:
             notes.append(note)
@@ -184,16 +221,18 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
         for t in (ref_name, *q_names):
             rels = read_images_paths(root / t)
             info = name_traverse(root / t, rels, p.get("order", "auto"), factor, p.get("segment_max_gap_s"))
+            warnings += info["warnings"]
             paths = [root / t / r for r in info["names"]]
             desc = _extract(definition, data_dir, t, paths, progress, take=info["rows"]) if p.get("extractor") == "precomputed" else _extract(definition, data_dir, t, paths, progress)
             traverses[t] = Traverse(
                 t, info["positions"], unit, desc, tuple(paths), info["timestamps"], info["segments"],
                 meta={"image_names": info["names"], "source_rows": info["rows"]},
             )
-    warnings = [w for t in traverses.values() for w in [fragmented_warning(t)] if w] if alignment == "names" else []
+    if alignment == "names":
+        warnings += [w for t in traverses.values() for w in [fragmented_warning(t)] if w]
     ref = traverses[ref_name]
     n_q = min(len(traverses[q]) for q in q_names)
-    splits = parse_splits(p.get("splits"), len(ref), n_q, f"dataset {definition.name!r}")
+    splits = parse_splits(p.get("splits"), len(ref), n_q, f"dataset {definition.name!r}", warnings)
     radius = evaluation_radius(definition, unit)
     nontrivial, negative, more = training_radii(definition, radius, unit, splits)
     return BenchmarkDataset(

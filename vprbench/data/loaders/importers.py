@@ -33,7 +33,7 @@ from vprbench.data.arrays import is_sparse, read_array, sniff, variables
 from vprbench.data.dataset import BenchmarkDataset
 from vprbench.data.download import data_path, missing_files_error, require_data_dir
 from vprbench.data.groundtruth import GroundTruth
-from vprbench.data.loaders.common import parse_splits
+from vprbench.data.loaders.common import RADIUS_PARAMS, loader_params, parse_splits
 from vprbench.data.loaders.image_folders import IMAGE_SUFFIXES
 from vprbench.data.traverse import Traverse
 
@@ -125,14 +125,28 @@ def vpr_bench_files(definition: DatasetDefinition) -> list[str]:
 SIMILARITY_KINDS: dict[str, str] = {"generic": "similarity", "cosine": "cosine-similarity"}
 
 
+#: [params] the importers refuse, with the reason (checked by :func:`vprbench.data.catalog.check_params`).
+_EXPLICIT = (
+    "this loader reads explicit ground truth (which references are positives is given, not derived from positions), "
+    "so a radius or tolerance would not change any number; remove it"
+)
+IMPORTER_REFUSED = {
+    **{k: _EXPLICIT for k in RADIUS_PARAMS},
+    "similarity_to_distance": (
+        "no longer used (the similarity is kept and each method converts it); set similarity_kind = \"generic\" or "
+        "\"cosine\" instead"
+    ),
+}
+#: Params both importers read.
+IMPORTER_PARAMS = ("similarity_kind", "splits", "reference", "query")
+#: Radius stored for datasets with explicit ground truth: no ground truth is derived from it
+#: (their protocols are marked explicit, see :func:`vprbench.data.protocol.for_ground_truth`).
+PLACEHOLDER_RADIUS = 0.5
+
+
 def _similarity_kind(definition: DatasetDefinition, s: np.ndarray) -> str:
     """The ``distance_kind`` of an imported similarity matrix from ``similarity_kind`` in [params]."""
     p = definition.params
-    if "similarity_to_distance" in p:
-        raise ConfigError(
-            f"dataset definition {definition.source}: similarity_to_distance is no longer used (the similarity is kept "
-            "and each method converts it); set similarity_kind = \"generic\" or \"cosine\" instead"
-        )
     name = p.get("similarity_kind", "generic")
     if name not in SIMILARITY_KINDS:
         raise ConfigError(f"dataset definition {definition.source}: similarity_kind must be one of {list(SIMILARITY_KINDS)}, got {name!r}")
@@ -166,23 +180,53 @@ def _result_dataset(
 ) -> BenchmarkDataset:
     p = definition.params
     n_q, n_r = distances.shape
+    meta = {"loader": definition.loader, "distance_kind": kind, **(meta or {})}
+    warnings = list(meta.pop("warnings", []))
+    splits = parse_splits(p.get("splits"), n_r, n_q, f"dataset {definition.name!r}", warnings)
     return BenchmarkDataset(
         name=definition.name,
         reference=_index_traverse(p.get("reference", "reference"), n_r, ref_images),
         queries={p.get("query", "query"): _index_traverse(p.get("query", "query"), n_q, q_images)},
-        splits=parse_splits(p.get("splits"), n_r, n_q, f"dataset {definition.name!r}"),
-        radius=float(p.get("radius", 0.5)),
+        splits=splits,
+        radius=PLACEHOLDER_RADIUS,
         description=definition.summary,
         distances=np.ascontiguousarray(distances, dtype=np.float32),
         ground_truth=gt,
-        meta={"loader": definition.loader, "distance_kind": kind, **(meta or {})},
+        meta={**meta, "warnings": warnings},
         distance_kind=kind,
     )
 
 
+def soft_warning(hard: Any, soft: Any, where: str) -> str | None:
+    """A warning text if GTsoft [n_ref, n_query] does not contain every GThard positive.
+
+    VPR_Tutorial's GTsoft includes GThard (a tolerant superset); a GTsoft that misses hard
+    positives is probably another matrix (or transposed / shifted). vprbench uses GTsoft | GThard.
+    """
+    if soft is None:
+        return None
+    if is_sparse(hard) or is_sparse(soft):
+        from scipy.sparse import csr_matrix
+
+        h, s_ = csr_matrix(hard, dtype=bool), csr_matrix(soft, dtype=bool)
+        missing = int((h > s_).nnz)
+    else:
+        missing = int((np.asarray(hard, dtype=bool) & ~np.asarray(soft, dtype=bool)).sum())
+    if not missing:
+        return None
+    n_hard = int(hard.nnz if is_sparse(hard) else np.count_nonzero(hard))
+    return (
+        f"{where}: GTsoft is not a superset of GThard: {missing} of {n_hard} hard positives are not soft-positive (VPR_Tutorial's "
+        "GTsoft contains GThard; is it another matrix, transposed or shifted?); evaluated with GTsoft | GThard as the soft set"
+    )
+
+
+@loader_params("similarity", "ground_truth", "similarity_key", "hard_key", "soft_key", *IMPORTER_PARAMS, refused=IMPORTER_REFUSED)
 def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``vpr-tutorial``: params ``similarity`` (file), ``ground_truth`` (file), optional keys
-    ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_kind`` ("generic" | "cosine"), ``splits``."""
+    ``similarity_key`` / ``hard_key`` / ``soft_key``, ``similarity_kind`` ("generic" | "cosine"), ``splits``,
+    ``reference`` / ``query`` (traverse names). The ground truth is explicit: ``radius`` /
+    ``tolerance`` are refused (they would change nothing)."""
     data_dir = require_data_dir(definition, data_dir)
     p = definition.params
     files = {k: data_path(definition, data_dir, rel, k) for k, rel in zip(("similarity", "ground_truth"), vpr_tutorial_files(definition))}
@@ -195,7 +239,9 @@ def load_vpr_tutorial(definition: DatasetDefinition, data_dir: Path | None) -> B
     else:
         gt = GroundTruth.from_dense(hard.T, None if soft is None else soft.T)
     kind = _similarity_kind(definition, s)
-    return _result_dataset(definition, s.T, gt, meta={"source": "VPR_Tutorial", "has_soft": soft is not None}, kind=kind)
+    w = soft_warning(hard, soft, str(files["ground_truth"]))
+    meta = {"source": "VPR_Tutorial", "has_soft": soft is not None, "warnings": [w] if w else []}
+    return _result_dataset(definition, s.T, gt, meta=meta, kind=kind)
 
 
 # VPR-Bench ------------------------------------------------------------------------------------
@@ -268,6 +314,7 @@ def _images(folder: Path) -> list[Path] | None:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+@loader_params("dataset_dir", "matches", "trust", *IMPORTER_PARAMS, refused=IMPORTER_REFUSED)
 def load_vpr_bench(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``vpr-bench``: params ``dataset_dir`` (folder with ref/, query/, ground_truth_new.npy),
     ``matches`` (a technique's precomputed_data_corrected.npy), ``trust`` (bool, default false),

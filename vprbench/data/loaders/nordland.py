@@ -11,7 +11,8 @@ from vprbench.core.errors import ConfigError, DataError
 from vprbench.core.progress import progress_enabled
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
 from vprbench.data.download import data_path, missing_files_error, require_data_dir
-from vprbench.data.loaders.image_folders import _extract, _names, list_images
+from vprbench.data.loaders.common import loader_params, split_name_warning
+from vprbench.data.loaders.image_folders import EXTRACTOR_PARAMS, _extract, _names, list_images
 from vprbench.data.traverse import Traverse, segment_bounds_from_ids
 from vprbench.features.images import read_image
 
@@ -108,6 +109,10 @@ def _cached_filter(root: Path, ref_name: str, q_names: list[str], names: list[st
     return keep, tunnel, stationary
 
 
+@loader_params(
+    "root", "reference", "queries", "filter", "tunnel_max_mean", "stationary_max_diff", "break_min_frames", "frame_step",
+    "tolerance", "nontrivial_radius", "negative_radius", "splits", *EXTRACTOR_PARAMS,
+)
 def load_nordland_64x32(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``nordland-64x32``: the frame-synchronised 64x32 Nordland seasons.
 
@@ -166,6 +171,7 @@ def load_nordland_64x32(definition: DatasetDefinition, data_dir: Path | None) ->
         traverses[t] = Traverse(t, positions, "frame", desc, paths, segments=segments, meta={"frame_numbers": numbers[kept]})
     n_frames = int(index.max()) + 1
     splits = {}
+    warnings = [w for w in map(split_name_warning, p.get("splits") or {}) if w]
     for sname, rng in (p.get("splits") or {"test": [0.0, 1.0]}).items():
         if not (isinstance(rng, list) and len(rng) == 2):
             raise ConfigError(f"dataset {definition.name!r}: split {sname!r} must be [start, end) as fractions or frame indices")
@@ -183,6 +189,7 @@ def load_nordland_64x32(definition: DatasetDefinition, data_dir: Path | None) ->
         "stationary_frames": int(stationary.sum()),
         "extractor": p.get("extractor", "patchnorm"),
         "extractor_params": dict(p.get("extractor_params", {})),
+        "warnings": warnings,
     }
     return BenchmarkDataset(
         name=definition.name,

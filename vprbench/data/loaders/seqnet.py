@@ -42,7 +42,7 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
 from vprbench.data.download import data_path, require_data_dir
-from vprbench.data.loaders.common import _check_files, _param, _path, _where
+from vprbench.data.loaders.common import _check_files, _param, _path, _where, loader_params
 from vprbench.data.loaders.seqnet_files import (
     DbStruct,
     load_db_struct,
@@ -86,6 +86,10 @@ def _gap_segments(rows: np.ndarray, extra_ids: np.ndarray | None = None) -> np.n
     return segment_bounds_from_ids(np.cumsum(brk))
 
 
+@loader_params(
+    "family", "structs", "image_names", "reference_names", "query_names", "split_indices", "reference_seq_bounds",
+    "query_seq_bounds", "reference_descriptors", "query_descriptors", "dim", "descriptors", "reference", "query", "split",
+)
 def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``seqnet``: dispatch on ``params.family`` (``nordland`` | ``oxford`` | ``msls``)."""
     family = _param(definition, "family")
@@ -106,7 +110,7 @@ def _traverse(definition, data_dir, name, desc_rel, n_rows, rows, positions, uni
     desc = None
     if _descriptor_mode(definition) == "required":
         dim = definition.params.get("dim")
-        desc = load_descriptors(data_path(definition, data_dir, desc_rel, "descriptors"), rows=n_rows, dim=dim, where=_where(definition, desc_rel), take=rows)
+        desc = load_descriptors(data_path(definition, data_dir, desc_rel, "descriptors"), rows=n_rows, dim=dim, where=f"one row per image of the published image list, in that order; {_where(definition, desc_rel)}", take=rows)
     return Traverse(
         name=name,
         positions=positions,

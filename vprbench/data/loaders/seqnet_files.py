@@ -251,8 +251,7 @@ def load_descriptors(path: str | Path, rows: int | None = None, dim: int | None 
         raise DataError(f"{path}: descriptor array has shape {getattr(arr, 'shape', '?')}, expected {expected}{hint}")
     if (rows is not None and arr.shape[0] != rows) or (dim is not None and arr.shape[1] != dim):
         raise DataError(
-            f"{path}: descriptor array has shape {list(arr.shape)}, expected {expected} "
-            f"(one row per image of the published image list, in that order){hint}"
+            f"{path}: descriptor array has shape {list(arr.shape)}, expected {expected}{hint}"
         )
     if not np.issubdtype(arr.dtype, np.floating):
         raise DataError(f"{path}: descriptors have dtype {arr.dtype}, expected float32")

@@ -33,6 +33,7 @@ from vprbench.core.errors import ConfigError, UnknownNameError, unknown_name
 from vprbench.core.hashing import ContentHash
 from vprbench.core.params import Param, coerce_params
 from vprbench.data.dataset import BenchmarkDataset, SplitIndices
+from vprbench.data.loaders.common import loader_params
 from vprbench.data.traverse import Traverse, segment_bounds_from_ids
 
 if TYPE_CHECKING:
@@ -608,6 +609,7 @@ def _check_split_separation(ref: Traverse, query: Traverse, splits: dict[str, Sp
                 )
 
 
+@loader_params(*SyntheticParams.names(), "seed", doc="docs/synthetic.md")
 def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Catalog loader ``synthetic``: ``[params]`` are :class:`SyntheticParams` fields plus ``seed``.
 
@@ -620,10 +622,7 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
         seed = int(seed)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: parameter 'seed' must be a non-negative integer, got {seed!r}")
-    for key in values:
-        if key not in SyntheticParams.names():
-            raise _unknown_param(where, key, [*SyntheticParams.names(), "seed"])
-    params = SyntheticParams.from_dict(values, where=where)
+    params = SyntheticParams.from_dict(values, where=where)  # also refuses unknown names (for direct calls)
     ds = generate(params, seed=seed, name=definition.name, description=definition.summary, where=where)
     ds.meta["definition"] = definition.source
     return ds

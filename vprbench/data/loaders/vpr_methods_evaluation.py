@@ -59,7 +59,7 @@ import numpy as np
 from vprbench.core.errors import ConfigError, DataError
 from vprbench.data.dataset import BenchmarkDataset
 from vprbench.data.download import data_path, missing_files_error, require_data_dir
-from vprbench.data.loaders.common import evaluation_radius, parse_splits, training_radii
+from vprbench.data.loaders.common import RADIUS_PARAMS, evaluation_radius, loader_params, parse_splits, training_radii
 from vprbench.data.loaders.seqnet_files import load_descriptors
 from vprbench.data.order import JUMP_FACTOR, fragmented_warning, segments_from_steps
 from vprbench.data.traverse import Traverse
@@ -150,11 +150,22 @@ def name_traverse(
     Returns:
         dict with ``rows`` [n] (descriptor row of each frame, in frame order), ``positions`` [n, 2]
         UTM metres, ``timestamps`` [n] or None, ``segments`` [n, 2], ``names`` (in frame order),
-        ``zones`` (the set of zone numbers found), ``order`` (the rule applied).
+        ``zones`` (the set of zone numbers found), ``order`` (the rule applied), ``warnings`` (texts:
+        an ``order`` field with one value for every image, which leaves the name order).
+    Raises:
+        DataError naming ``folder`` and the image for a name without UTM coordinates or a bad timestamp.
     """
-    fields = [parse_name(r) for r in rels]
+    fields, ts_raw = [], []
+    for r in rels:
+        try:
+            f = parse_name(r)
+            fields.append(f)
+            ts_raw.append(parse_timestamp(f.get("timestamp", "")))
+        except DataError as e:
+            text = str(e)
+            raise DataError(f"{folder}: {text if text.startswith('image ') else f'image {r!r}: {text}'}") from None
     pos = np.array([[float(f["utm_east"]), float(f["utm_north"])] for f in fields], dtype=np.float64)
-    ts_raw = [parse_timestamp(f.get("timestamp", "")) for f in fields]
+    warnings = []
     have_ts = all(t is not None for t in ts_raw)
     if order == "auto":
         order = "timestamp" if have_ts else "name"
@@ -171,19 +182,24 @@ def name_traverse(
         except ValueError:
             raise DataError(f"{folder}: order = {order!r} needs a number in that name field for every image") from None
         rows = np.argsort(key, kind="stable")
+        if key.size > 1 and (key == key[0]).all():
+            warnings.append(
+                f"{folder}: order = {order!r} but every image has {order} {fields[0].get(order)!r}: the frames stay in name "
+                "order (sorted by easting), not in drive order; choose a field that numbers the frames"
+            )
     else:
-        raise ConfigError(f"order must be 'auto', 'name', 'timestamp' or a name field {list(NAME_FIELDS)}, got {order!r}")
+        raise ConfigError(f"{folder}: order must be 'auto', 'name', 'timestamp' or a name field {list(NAME_FIELDS)}, got {order!r}")
     timestamps = np.array(ts_raw, dtype=np.float64)[rows] if have_ts else None
     positions = pos[rows]
     segments = segments_from_steps(positions, timestamps if order == "timestamp" else None, factor, max_gap_s)
     zones = {f.get("utm_zone_number", "") for f in fields} - {""}
     return {
         "rows": rows.astype(np.int64), "positions": positions, "timestamps": timestamps, "segments": segments,
-        "names": [rels[i] for i in rows], "zones": zones, "order": order,
+        "names": [rels[i] for i in rows], "zones": zones, "order": order, "warnings": warnings,
     }
 
 
-def _folders(definition: DatasetDefinition, data_dir: Path) -> tuple[Path, dict[str, str], dict[str, Path]]:
+def _folders(definition: DatasetDefinition, data_dir: Path | None) -> tuple[Path, dict[str, str], dict[str, Path]]:
     p = definition.params
     for k in ("descriptors", "dataset"):
         if not isinstance(p.get(k), str):
@@ -197,11 +213,15 @@ def _folders(definition: DatasetDefinition, data_dir: Path) -> tuple[Path, dict[
 def needed_files(definition: DatasetDefinition) -> list[str]:
     """The files and folders this loader reads (relative to the data directory)."""
     p = definition.params
-    _folders(definition, Path("."))
+    _folders(definition, None)
     sub = (p.get("database_folder", "database"), p.get("queries_folder", "queries"))
     return [f"{p['descriptors']}/{f}" for f in DESCRIPTOR_FILES.values()] + [f"{p['dataset']}/{s}" for s in sub]
 
 
+@loader_params(
+    "descriptors", "dataset", "database_folder", "queries_folder", "reference", "query", "order", "segment_step_factor",
+    "segment_max_gap_s", *RADIUS_PARAMS, "splits",
+)
 def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDataset:
     """Loader ``vpr-methods-evaluation`` (see the module docstring)."""
     data_dir = require_data_dir(definition, data_dir)
@@ -215,11 +235,12 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
     for k, v in (("segment_step_factor", factor), ("segment_max_gap_s", max_gap)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
             raise ConfigError(f"dataset definition {definition.source}: {k} must be a number >= 0, got {v!r}")
-    traverses, zones, orders = {}, set(), {}
+    traverses, zones, orders, warnings = {}, set(), {}, []
     for side, default_name in (("reference", "database"), ("query", "queries")):
         folder = ddir / sub[side]
         rels = read_images_paths(folder)
         info = name_traverse(folder, rels, p.get("order", "auto"), float(factor), max_gap)
+        warnings += info["warnings"]
         where = (
             f"written by VPR-methods-evaluation --save_descriptors: one row per image of {folder} in its order "
             "(sorted paths, or the <folder>_images_paths.txt list)"
@@ -236,10 +257,9 @@ def load(definition: DatasetDefinition, data_dir: Path | None) -> BenchmarkDatas
     ref, qry = traverses["reference"], traverses["query"]
     if ref.dim != qry.dim:
         raise DataError(f"{desc_files['query']}: descriptors have D={qry.dim}, the database's have D={ref.dim}; expected one method's dump")
-    splits = parse_splits(p.get("splits"), len(ref), len(qry), f"dataset {definition.name!r}")
+    splits = parse_splits(p.get("splits"), len(ref), len(qry), f"dataset {definition.name!r}", warnings)
     radius = evaluation_radius(definition, "m", default=DEFAULT_RADIUS_M)
     nontrivial, negative, notes = training_radii(definition, radius, "m", splits)
-    warnings = []
     if len(zones) > 1:
         warnings.append(
             f"image names carry {len(zones)} UTM zones {sorted(zones)}: easting/northing of different zones are not comparable, "
