@@ -137,23 +137,29 @@ def test_complete_part_file_gets_416_and_is_verified(tmp_path):
     assert dest.read_bytes() == PAYLOAD
 
 
-def _files(src: Path) -> list[dict]:
-    """The [[files]] of the download test: a checksummed file at ``src``, a manual one, an optional one."""
-    return [{"path": "sub/a.bin", "url": src.as_uri(), "sha256": SHA, "size": len(PAYLOAD)},
+def _files() -> list[dict]:
+    """The [[files]] of the download test: a checksummed file (fetched from a local mirror here), a manual one, an optional one."""
+    return [{"path": "sub/a.bin", "url": "https://example.org/never-fetched/a.bin", "sha256": SHA, "size": len(PAYLOAD)},
             {"path": "sub/manual.npy", "page": "https://example.org/shared-folder", "shape": [4, 3]},
             {"path": "sub/extra.txt", "optional": True}]
 
 
+def _mirror(tmp_path: Path) -> Path:
+    """A local copy of the download test's files (what ``--mirror`` points at)."""
+    (tmp_path / "mirror" / "sub").mkdir(parents=True)
+    (tmp_path / "mirror" / "sub" / "a.bin").write_bytes(PAYLOAD)
+    return tmp_path / "mirror"
+
+
 def test_download_dataset_and_verify(tmp_path):
-    src = tmp_path / "src.bin"
-    src.write_bytes(PAYLOAD)
-    text = definition_text("synthetic", name="dl", summary="download test", files=_files(src))
+    mirror = _mirror(tmp_path)
+    text = definition_text("synthetic", name="dl", summary="download test", files=_files())
     d = DatasetDefinition.from_toml(text, str(tmp_path / "dl.toml"))
     data = tmp_path / "data"
     status = {s.spec.path: s for s in verify_files(d, data)}
     assert not status["sub/a.bin"].ok and "missing" in status["sub/a.bin"].problem
     assert "example.org/shared-folder" in status["sub/manual.npy"].problem
-    got, manual = download_dataset(d, data, progress=None)
+    got, manual = download_dataset(d, data, progress=None, mirror=mirror)
     assert got == [data / "sub/a.bin"] and [m.path for m in manual] == ["sub/manual.npy"]
     np.save(data / "sub/manual.npy", np.zeros((4, 2), np.float32))
     status = {s.spec.path: s for s in verify_files(d, data)}
@@ -174,14 +180,13 @@ def test_file_specs_reject_unknown_keys(tmp_path):
 def test_datasets_cli(tmp_path, capsys):
     from vprbench.cli.main import main
 
-    src = tmp_path / "src.bin"
-    src.write_bytes(PAYLOAD)
-    toml = write_definition(tmp_path / "dl.toml", "synthetic", summary="download test", files=_files(src))
+    mirror = _mirror(tmp_path)
+    toml = write_definition(tmp_path / "dl.toml", "synthetic", summary="download test", files=_files())
     data = tmp_path / "data"
     assert main(["datasets", "verify", str(toml), "--data-dir", str(data)]) == 3
     err = capsys.readouterr().err
     assert "sub/a.bin: missing" in err and "example.org/shared-folder" in err
-    assert main(["datasets", "download", str(toml), "--data-dir", str(data)]) == 1  # one file is manual
+    assert main(["datasets", "download", str(toml), "--data-dir", str(data), "--mirror", str(mirror)]) == 1  # one file is manual
     out = capsys.readouterr().out
     assert "sub/manual.npy" in out and (data / "sub/a.bin").read_bytes() == PAYLOAD
     np.save(data / "sub/manual.npy", np.zeros((4, 3), np.float32))

@@ -234,7 +234,8 @@ def _fake_data_dir(tmp_path: Path, name: str, dim: int, corrupt: str | None = No
 @pytest.mark.data
 @needs_data
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_real_structs_counts_radii_splits(tmp_path, name):
+def test_real_structs_counts_radii_splits(tmp_path, name, monkeypatch):
+    monkeypatch.setenv("VPRBENCH_ALLOW_LINKS_TO", str(STRUCTS.resolve()))  # the fake data dir links the real structure files
     n_ref, n_q, radius, nontriv, neg, splits = EXPECTED[name]
     ds = load_dataset(name, _fake_data_dir(tmp_path, name, dim=4), {"dim": 4})
     q = ds.queries[ds.default_query]
@@ -298,7 +299,8 @@ def test_real_msls_sequence_bounds():
 
 @pytest.mark.data
 @needs_data
-def test_real_missing_or_wrong_descriptors(tmp_path):
+def test_real_missing_or_wrong_descriptors(tmp_path, monkeypatch):
+    monkeypatch.setenv("VPRBENCH_ALLOW_LINKS_TO", str(STRUCTS.resolve()))
     d = _fake_data_dir(tmp_path, "oxford-v1.0", dim=4, corrupt="query_descriptors")
     with pytest.raises(DataError, match=r"oxford_2014-12-16-18-44-24_stereo_left.npy.*shape \[4549, 4\], expected \[4550, 4\]"):
         load_dataset("oxford-v1.0", d, {"dim": 4})

@@ -246,8 +246,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vprbench.running.runner import RunConfig
     from vprbench.running.sweeps import expand_configs, method_param_options, parse_sweep
 
-    if Path(args.dataset).is_dir():
-        raise ConfigError(f"--dataset {args.dataset!r} is a directory; give a dataset name or a definition file (.toml)")
     registry = discover(args.plugins)
     axes = [parse_sweep(s, registry) for s in args.sweep]
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
