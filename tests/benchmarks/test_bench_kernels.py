@@ -22,13 +22,6 @@ from vprbench.matching.seqslam import seqslam_match, velocity_range
 from vprbench.matching.sequence import sequence_distances, sequence_topk
 
 
-@pytest.fixture(autouse=True)
-def _only_when_enabled(request):
-    cfg = request.config
-    if cfg.getoption("benchmark_disable", default=False) and not cfg.getoption("benchmark_enable", default=False):
-        pytest.skip("benchmarks run only with --benchmark-enable")
-
-
 def traverses(n: int, dim: int, seed: int = 0, noise: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Reference and query descriptors [n, dim] of the same places (query = reference + noise), unit length."""
     rng = np.random.default_rng(seed)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 import torch  # noqa: F401  (imported up front: its import would count in the peak-memory figures)
 from test_bench_kernels import _peak_rss_during
 
@@ -23,13 +22,6 @@ from vprbench.matching.sequence import sequence_topk_from
 
 L = 5
 TOP = 20
-
-
-@pytest.fixture(autouse=True)
-def _only_when_enabled(request):
-    cfg = request.config
-    if cfg.getoption("benchmark_disable", default=False) and not cfg.getoption("benchmark_enable", default=False):
-        pytest.skip("benchmarks run only with --benchmark-enable")
 
 
 def big_route(n_ref: int, dim: int, q_lo: int, q_hi: int, noise: float, seed: int = 0, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:

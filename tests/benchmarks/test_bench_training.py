@@ -22,13 +22,6 @@ from vprbench.learning.trainer import train_triplet
 from vprbench.matching.sequence import sequence_distances
 
 
-@pytest.fixture(autouse=True)
-def _only_when_enabled(request):
-    cfg = request.config
-    if cfg.getoption("benchmark_disable", default=False) and not cfg.getoption("benchmark_enable", default=False):
-        pytest.skip("benchmarks run only with --benchmark-enable")
-
-
 @pytest.fixture(scope="module")
 def route():
     """A 1,200-frame, 2,048-D route (the nordland-64x32 training scale): triplet data and a 512-D projection."""

@@ -17,13 +17,6 @@ from vprbench.metrics.uncertainty import block_bootstrap, block_bootstrap_indice
 N, N_BOOT, BLOCK = 3000, 2000, 20
 
 
-@pytest.fixture(autouse=True)
-def _only_when_enabled(request):
-    cfg = request.config
-    if cfg.getoption("benchmark_disable", default=False) and not cfg.getoption("benchmark_enable", default=False):
-        pytest.skip("benchmarks run only with --benchmark-enable")
-
-
 @pytest.fixture(scope="module")
 def queries():
     rng = np.random.default_rng(0)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vprbench.core.errors import ConfigError, DataError
-from vprbench.data.arrays import describe, sniff
+from vprbench.data.arrays import describe, read_array, sniff
 
 #: Position column groups (names in file order of the coordinates) and their unit.
 POSITION_GROUPS: dict[tuple[str, ...], str] = {
@@ -163,10 +163,7 @@ def read_positions(path: str | Path, n: int | None = None, unit: str | None = No
     if kind == "missing":
         raise DataError(f"{path}: position file not found")
     if kind == "npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise DataError(f"{path}: {what}: not a plain .npy array ({e})") from None
+        arr = np.asarray(read_array(path, what=f"{what} positions"))
         if arr.ndim == 1:
             arr = arr[:, None]
         if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.number):
