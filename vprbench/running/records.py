@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -213,7 +212,3 @@ def load_record_or_none(path: Path) -> dict[str, Any] | None:
     except (NewerRecord, OlderRecord) as e:
         log.warning("skipping %s", e)
     return None
-
-
-def finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
