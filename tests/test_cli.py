@@ -219,3 +219,16 @@ def test_small_argument_mistakes_are_named(tmp_path, capsys):
     for argv, message in cases:
         assert _rc(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
+
+
+def test_an_untrained_learned_stage_is_marked_everywhere(tmp_path, capsys):
+    """synth-tiny is so easy that S_1's identity initialisation is already perfect on validation: the kept model is
+    the untrained one, inside HVPR too — its record warns, and the table and the page mark the row."""
+    out = tmp_path / "out"
+    assert main(["run", "--methods", "hvpr[shortlister=smoothing,reranker=seqnet-s1[epochs=1]]", "--dataset", "synth-tiny",
+                 "--out", str(out)]) == 0
+    record = json.loads(next((out / "records").rglob("*.json")).read_text())
+    assert record["job"]["training"]["reranker"]["untrained"]
+    assert any("its reranker stage is no better than its initialisation" in w for w in record["warnings"])
+    assert "\u2020" in (out / "tables" / "recall.md").read_text()
+    assert "\u2020</span>" in (out / "report.html").read_text()

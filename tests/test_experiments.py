@@ -75,6 +75,10 @@ def test_dataset_method_params_reach_stages_and_the_preset_reaches_learned_metho
     (lambda t: t.replace(str(PUBLISHED), "nope.csv"), "published file .* does not exist"),
     (lambda t: t.replace('spec = "netvlad"', 'spec = "netvlad[k=1|2]"'), None),
     (lambda t: t + "\n[[[broken", "invalid TOML"),
+    (lambda t: t.replace('seq_len = 5', 'seq_len = 5\nseq_lenn = 3'), "unknown key 'seq_lenn'"),
+    (lambda t: t.replace('published = "oxford"', 'published = "oxford"\nprotocl = "x"'), r"\[\[datasets\]\] #1: unknown key 'protocl'"),
+    (lambda t: t.replace('seq_len = 5', 'seq_len = 5\n[[sweeps]]\nvalues = [1, 2]'), r"\[\[sweeps\]\] #1: field 'axis' is missing"),
+    (lambda t: t.replace('seq_len = 5', 'seq_len = 5\n[[sweeps]]\naxis = "seq_len"\nvalues = []'), "field 'values' is empty"),
 ])
 def test_bad_experiment_files_are_config_errors(tmp_path, damage, message):
     path = tiny_experiment(tmp_path)
@@ -115,6 +119,8 @@ def test_reproduce_end_to_end_writes_tables_joined_with_the_published_numbers(tm
     readme = (out / "README.md").read_text()
     assert "vprbench reproduce" in readme and "seeds: [0]" in readme and "wall time" in readme
     assert (out / "plots" / "synth-tiny-table1.png").is_file() and (out / "report.html").is_file()
+    page = (out / "report.html").read_text()
+    assert "R@1 paper" in page and "tiny: Table 2" in page  # the page has the experiment's tables beside the published numbers
     # records of another configuration of the same method (here: another preset) never join a row
     assert main(["run", "--methods", "seqmatchnet[epochs=1,lr=0.5]", "--dataset", "synth-tiny", "--out", str(out), "--no-report"]) == 0
     assert main(["reproduce", str(path), "--out", str(out)]) == 0
@@ -122,7 +128,26 @@ def test_reproduce_end_to_end_writes_tables_joined_with_the_published_numbers(tm
     pd.testing.assert_frame_equal(again, t2)
 
 
+def test_an_experiment_sweeps_method_parameters_like_run(tmp_path):
+    path = tmp_path / "sw.toml"
+    path.write_text('name = "sw"\nsummary = "s"\nseq_len = 5\n[[sweeps]]\naxis = "seqslam.vmin"\nvalues = [0.6, 0.9]\n'
+                    '[[datasets]]\nname = "synth-tiny"\n[[tables]]\nid = "1"\n[[tables.rows]]\nlabel = "SeqSLAM"\nspec = "seqslam"\n'
+                    '[[tables.rows]]\nlabel = "single image"\nspec = "netvlad"\n')
+    out = tmp_path / "out"
+    assert main(["reproduce", str(path), "--out", str(out), "--no-plots"]) == 0
+    records = [json.loads(p.read_text()) for p in (out / "records").rglob("*.json")]
+    swept = sorted(r["job"]["sweep"]["seqslam.vmin"] for r in records if r["job"]["method"] == "seqslam")
+    assert swept == [0.6, 0.9]
+    assert "R@1 vs seqslam.vmin" in (out / "tables" / "sweeps.md").read_text()
+
+
 COMMITTED = sorted(p.parent.parent for p in (ROOT / "results").glob("*/tables/*-table*.csv"))
+
+
+def test_every_shipped_experiment_has_committed_results():
+    """The committed-tables check below has something to check: each experiment that ships has its results folder."""
+    shipped = set(experiment_files())
+    assert shipped <= {p.name for p in COMMITTED}, f"no committed results/<name>/tables for {sorted(shipped - {p.name for p in COMMITTED})}"
 
 
 @pytest.mark.parametrize("folder", sorted(set(COMMITTED)), ids=lambda p: p.name)

@@ -95,3 +95,24 @@ def test_descriptors_export_round_trip(tmp_path):
         assert np.array_equal(np.load(out / f"{t.name}.npy", allow_pickle=False), t.descriptors)
         names = (out / f"{t.name}.images.txt").read_text().splitlines()
         assert names == [f"frame:{i}" for i in range(len(t))]
+
+
+def test_export_a_learned_frontends_descriptors(tmp_path, capsys):
+    """`export descriptors --method seqnet-s1` writes S_1's per-frame outputs: what the trained model encodes, row by row."""
+    from vprbench.cli.main import main
+    from vprbench.data.catalog import load_dataset
+    from vprbench.plugins.api import RunContext
+    from vprbench.plugins.registry import default_registry
+
+    out = tmp_path / "out"
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--method", "seqnet-s1[epochs=1]", "--out", str(out)]) == 0
+    ds = load_dataset("synth-tiny")
+    method = default_registry().create("seqnet-s1", epochs=1)
+    ctx = RunContext(seed=0, seq_len=5, cache_dir=tmp_path / "fresh-cache")
+    method.fit(ds.split("train"), ds.split("val"), ctx)
+    for t in (ds.reference, *ds.queries.values()):
+        exported = np.load(out / f"{t.name}.npy", allow_pickle=False)
+        assert exported.shape[0] == len(t) and (out / f"{t.name}.images.txt").read_text().count("\n") == len(t)
+        np.testing.assert_allclose(exported, method.encode(t, ctx), atol=1e-6)
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--method", "seqmatch", "--out", str(tmp_path / "x")]) == 2
+    assert "provides no per-frame representation" in capsys.readouterr().err

@@ -148,3 +148,21 @@ def test_cli_sweep_with_workers_and_the_sweep_plot(tmp_path, capsys):
     values = [float(c) for c in row.strip("|").split("|")[1:]]
     assert values == sorted(values) and values[0] < values[-1]  # longer sequences help seqmatch here
     assert list((out / "plots").glob("sweep-seq_len-*.png"))
+    page = (out / "report.html").read_text()
+    assert "sweep: seq_len" in page  # the sweep plot is on the results page too
+
+
+def test_a_two_axis_grid_keeps_every_cell_apart(tmp_path):
+    """seq_len x seqslam.vmin: each sweep table shows each record's own number, never a mean over the other axis."""
+    tasks, _ = grid(tmp_path, "seqslam", sweeps=("seq_len=3,5", "seqslam.vmin=0.5,0.9"))
+    summary = run_tasks(tasks)
+    by = {(o.record["job"]["seq_len"], o.record["job"]["sweep"]["seqslam.vmin"]): o.record["metrics"]["recall_at"]["1"]
+          for o in summary.outcomes}
+    assert len(by) == 4 and len(set(by.values())) > 1
+    _, paths = report(tmp_path, plots=False)
+    text = paths["sweeps"].read_text()
+    assert "+-" not in text  # one seed: no spread anywhere
+    for (seq_len, vmin), r1 in by.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| seqslam (seqslam.vmin={vmin})"))
+        cells = [c.strip() for c in row.strip("|").split("|")[1:]]
+        assert cells[[3, 5].index(seq_len)] == f"{r1:.3f}"

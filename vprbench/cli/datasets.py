@@ -192,8 +192,11 @@ def _verify(name: str, data_dir: Path | None, checksums: bool, load: bool) -> in
     if load:
         ds = load_dataset(name, data_dir)
         q = ds.queries[ds.default_query]
+        from vprbench.data.protocol import get_protocol
+
+        protocol = get_protocol(ds.protocols, None, ds.name).describe(ds.position_unit, ds.radius)  # as the run's captions say it
         print(f"loaded {ds.name}: reference {ds.reference.name!r} {len(ds.reference)} frames, query {q.name!r} {len(q)} frames, "
-              f"{'explicit ground truth' if ds.ground_truth is not None else f'radius {ds.radius} {ds.position_unit}'}, splits " + ", ".join(f"{k} {v.reference.size}/{v.query.size}" for k, v in ds.splits.items()))
+              f"{protocol}; splits " + ", ".join(f"{k} {v.reference.size}/{v.query.size}" for k, v in ds.splits.items()))
     print(f"{d.name}: all required files verified" + ("" if checksums else " (checksums skipped)"))
     return 0
 

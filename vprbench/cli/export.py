@@ -26,6 +26,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     pd_ = sub.add_parser("descriptors", parents=[common], help="a dataset's per-frame descriptors as <traverse>.npy with frame names")
     pd_.add_argument("--dataset", required=True, help="dataset name or definition file")
     pd_.add_argument("--out", type=Path, required=True, help="output folder")
+    pd_.add_argument("--method", default=None, metavar="SPEC",
+                     help="export this frontend's per-frame outputs instead (e.g. seqnet-s1, seqmatchnet); learned ones train first")
+    pd_.add_argument("--train-dataset", default=None, metavar="NAME", help="dataset whose train split --method trains on (default: --dataset)")
+    pd_.add_argument("--seed", type=int, default=0, help="training seed of --method (default: 0)")
+    pd_.add_argument("--seq-len", type=int, default=5, metavar="L", help="sequence length --method trains with (default: 5)")
+    pd_.add_argument("--cache", type=Path, default=None, metavar="DIR", help="model cache folder (default: OUT/cache)")
     p.set_defaults(handler=cmd_export)
     return p
 
@@ -43,8 +49,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not all(formats):
             raise ConfigError(f"--format {args.format!r}: expected a comma-separated list of csv, kapture")
         files = export_pairs(args.dir, args.out, formats, args.dataset, args.data_dir, params)
-    else:
+    elif args.method is None:
         files = export_descriptors(load_dataset(args.dataset, args.data_dir, params), args.out)
+    else:
+        from vprbench.plugins.api import RunContext
+        from vprbench.plugins.registry import discover
+        from vprbench.plugins.specs import parse_spec
+        from vprbench.reporting.export import export_frontend_descriptors
+
+        registry = discover(args.plugins)
+        method = registry.create(parse_spec(args.method, registry))
+        ds = load_dataset(args.dataset, args.data_dir, params)
+        train_ds = load_dataset(args.train_dataset, args.data_dir) if args.train_dataset else None
+        ctx = RunContext(seed=args.seed, seq_len=args.seq_len, cache_dir=args.cache or args.out / "cache")
+        files = export_frontend_descriptors(ds, method, args.out, ctx, train_ds)
     for f in files:
         print(f)
     log.info("%d file(s) written", len(files))

@@ -42,14 +42,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from vprbench.core.progress import progress_enabled
     from vprbench.data.catalog import load_dataset
     from vprbench.plugins.registry import discover
-    from vprbench.plugins.specs import parse_spec
+    from vprbench.plugins.specs import expand, parse_spec
     from vprbench.reporting.experiment_tables import DatasetRun, write_experiment_tables
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import load_records
     from vprbench.running.executors import plan_tasks, run_tasks
     from vprbench.running.experiments import effective_spec, experiment_files, get_experiment, resolve_train_dataset
     from vprbench.running.runner import RunConfig, check_device
-    from vprbench.running.sweeps import expand_configs, parse_sweep
+    from vprbench.running.sweeps import expand_configs, method_param_options, parse_sweep
 
     if args.list:
         if args.name:
@@ -93,41 +93,51 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                         train or name)
         run = DatasetRun(d, train, d.protocol or "default", exp.seq_len, exp.boundary, preset)
         runs.append(run)
+        axes = [parse_sweep(f"{axis}={','.join(map(str, values))}", registry) for axis, values in exp.sweeps]
         specs = sorted({effective_spec(row.spec, d, preset, registry) for t in d.tables for row in exp.table(t).rows})
         base = RunConfig(dataset=name, out=out, seq_len=exp.seq_len, boundary=exp.boundary, seeds=list(seeds), train_dataset=train,
                          data_dir=args.data_dir, dataset_params=dict(d.dataset_params), protocol=d.protocol, device=args.device,
                          force=args.force, progress=progress_enabled(None))
-        axes = [parse_sweep(f"{axis}={','.join(map(str, values))}", registry) for axis, values in exp.sweeps]
-        configs_by_run.append((base, [parse_spec(s, registry) for s in specs], axes))
+        method_axes = method_param_options(axes)  # METHOD.KEY axes: a grid of specs, like `run --sweep`
+        expanded = expand(",".join(specs), method_axes, registry) if method_axes else [parse_spec(s, registry) for s in specs]
+        configs_by_run.append((base, expanded, axes))
     if skipped:
         log.warning("not run (their data is not in the data directory; `vprbench datasets verify NAME` says what is missing): %s",
                     ", ".join(skipped))
     if not runs:
         raise DataError(f"experiment {exp.name}: none of its datasets is available ({', '.join(skipped)})")
     t0 = time.perf_counter()
-    failed = 0
+    failed = computed = 0
     for base, specs, axes in configs_by_run:
         tasks = plan_tasks(expand_configs(base, axes), specs, registry, args.plugins)
         summary = run_tasks(tasks, workers=args.workers, scheduler=args.scheduler, progress=base.progress)
         failed += len(summary.failed)
+        computed += sum(o.status == "done" for o in summary.outcomes)
         for o in summary.failed:
             log.error("failed: %s seed %d: %s", o.spec.label, o.seed, o.error)
     wall = time.perf_counter() - t0
     records = load_records(out)
     paths = write_experiment_tables(exp, runs, records, out, registry, plots=not args.no_plots)
-    _, rpaths = report(out, plots=not args.no_plots, html=True)
-    write_readme(exp, runs, out, records, wall, skipped)
+    _, rpaths = report(out, plots=not args.no_plots, html=True, experiment=exp, registry=registry)
+    write_readme(exp, runs, out, records, wall, skipped, computed)
     print(paths["all"].read_text(encoding="utf-8"))
     print(f"tables: {out / 'tables'}\nresults page: {rpaths['html']}")
     return 1 if failed else 0
 
 
-def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipped: list[str]) -> Path:
+def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipped: list[str], computed: int | None = None) -> Path:
     """README.md of a reproduction folder: the command, seeds, versions, run time and the tables."""
+    from vprbench.running.experiments import experiment_files
+
     env = next((r.get("environment") for r in records if r.get("environment")), {}) or {}
     pkgs = env.get("packages", {})
-    command = "vprbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "vprbench" in sys.argv[0] else f"vprbench reproduce {exp.name}"
+    shipped = experiment_files().get(exp.name) == Path(exp.source)
+    command = ("vprbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "vprbench" in sys.argv[0]
+               else f"vprbench reproduce {exp.name if shipped else shlex.quote(str(exp.source))}")
     fit_total = sum(r.get("timings_s", {}).get("fit", 0.0) for r in records)
+    # each ranking once (records of other protocols or seeds of a deterministic method share it)
+    compute_total = sum({r.get("ranking_key"): r.get("timings_s", {}).get("total", 0.0) for r in records}.values())
+    now = (f"{computed} of {len(records)} records computed now, the others reused" if computed is not None else "")
     lines = [
         f"# {exp.name}: {exp.summary}", "",
         f"{exp.paper}" if exp.paper else "", "",
@@ -137,7 +147,8 @@ def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipp
         f"L = {runs[0].seq_len}, boundary {runs[0].boundary}",
         f"- vprbench {env.get('vprbench')}, Python {env.get('python')}, numpy {pkgs.get('numpy')}, torch {pkgs.get('torch')}, "
         f"on {env.get('platform', platform.platform())} ({env.get('cpu_count')} CPUs)",
-        f"- wall time of this invocation: {wall_s / 60:.1f} min (training time summed over the records: {fit_total / 60:.1f} min)",
+        f"- computation time of the results, summed over their rankings: {compute_total / 60:.1f} min (training: "
+        f"{fit_total / 60:.1f} min); wall time of the last invocation: {wall_s / 60:.1f} min" + (f" ({now})" if now else ""),
         "", "Tables (Markdown, CSV, LaTeX): `tables/`; plots: `plots/`; the results page: `report.html`.", "",
     ]
     for run in runs:

@@ -19,6 +19,7 @@ from tabulate import tabulate
 from vprbench.plugins.registry import Registry
 from vprbench.running.experiments import Experiment, ExperimentDataset, Table, effective_spec
 from vprbench.running.layout import slug
+from vprbench.running.records import untrained_parts
 
 
 @dataclass
@@ -86,7 +87,7 @@ def table_frame(exp: Experiment, table: Table, run: DatasetRun, records: list[di
         single = method.info.single_match
         out: dict[str, Any] = {"group": row.group, "row": row.label, "spec": spec, "label": method.label, "family": method.info.family,
                                "seeds": len({r["job"].get("seed") for r in recs}) if recs else 0, "records": len(recs),
-                               "untrained": any((r["job"].get("training") or {}).get("untrained") for r in recs)}
+                               "untrained": any(untrained_parts(r["job"].get("training")) for r in recs)}
         for n in table.recall_at:
             vals = [r["metrics"]["recall_at"].get(str(n)) for r in recs]
             vals = [v for v in vals if v is not None]
@@ -107,9 +108,14 @@ def caption(exp: Experiment, table: Table, run: DatasetRun, frame: pd.DataFrame,
     parts = [f"{exp.name}, {table.title or 'table ' + table.id}", f"dataset {run.dataset.name}"]
     if run.dataset.note:
         parts.append(run.dataset.note)
-    parts += [protocol_text, f"learned rows trained on {run.train_dataset or run.dataset.name}", f"preset {run.preset}",
-              f"L={run.seq_len}, boundary {run.boundary}", f"mean over {max(seeds) if seeds else 0} seed(s) for learned rows",
-              f"published: {run.dataset.published}" if run.dataset.published else "no published numbers for this dataset"]
+    learned = any(r["job"].get("trains") for r in records if r["job"]["dataset"] == run.dataset.name)
+    parts.append(protocol_text)
+    if learned:  # captions of tables without learned rows say nothing about training
+        parts += [f"learned rows trained on {run.train_dataset or run.dataset.name}", f"preset {run.preset}"]
+    parts.append(f"L={run.seq_len}, boundary {run.boundary}")
+    if learned:
+        parts.append(f"mean over {max(seeds) if seeds else 0} seed(s) for learned rows")
+    parts.append(f"published: {run.dataset.published}" if run.dataset.published else "no published numbers for this dataset")
     return "; ".join(parts)
 
 

@@ -4,10 +4,11 @@
   [n_query, K] into the split's reference frames, distances, confidence; described by the JSON
   records ``DIR/records/**.json``) as
 
-  - a plain pairs CSV (``<label>-seed<S>-<key>.pairs.csv``): header ``query,reference,rank,distance``,
+  - a plain pairs CSV (``<dataset>/<method>/<record key>.pairs.csv``, mirroring ``records/``; the
+    record names the label and seed): header ``query,reference,rank,distance``,
     one row per (query, ranked reference), rank 1 = best, distance as the method reports it
     (lower = more similar); queries without a match (index -1) have no row;
-  - a Kapture-style pairs file (``<label>-seed<S>-<key>.kapture-pairs.txt``), the image-retrieval
+  - a Kapture-style pairs file (``<dataset>/<method>/<record key>.kapture-pairs.txt``), the image-retrieval
     pairs text kapture-localization reads and writes: ``# kapture format: 1.1``, ``# query_image,
     map_image, score``, then ``query, reference, score`` lines, best first per query, with
     score = -distance (kapture ranks by score, higher = more similar).
@@ -17,10 +18,12 @@
   one, else the frame's index in its traverse (``frame:<i>``). Split-local indices are mapped back
   through the split's frame selection, so the dataset is loaded again (by the record's dataset
   name, or ``--dataset`` for a definition file) and must have the fingerprint the run had.
-* ``descriptors``: a dataset's per-frame descriptors (e.g. those its learned or CNN front-end
-  computed) as ``<traverse>.npy`` float32 [frames, D] in frame order, with
-  ``<traverse>.images.txt`` (one frame name per line, same order); sparse descriptors as scipy
-  ``<traverse>.npz`` (``scipy.sparse.load_npz``).
+* ``descriptors``: a dataset's per-frame descriptors as ``<traverse>.npy`` float32 [frames, D] in
+  frame order, with ``<traverse>.images.txt`` (one frame name per line, same order); sparse
+  descriptors as scipy ``<traverse>.npz`` (``scipy.sparse.load_npz``). With ``--method`` a
+  frontend's per-frame outputs instead (a learned representation such as ``seqnet-s1`` or
+  ``seqmatchnet``, trained on the training split first, or taken from the model cache):
+  :func:`export_frontend_descriptors`.
 """
 
 from __future__ import annotations
@@ -196,26 +199,51 @@ def export_pairs(
 
 def export_descriptors(ds: BenchmarkDataset, out: Path) -> list[Path]:
     """Write every traverse's per-frame descriptors (and frame names) of ``ds`` to ``out``; return the files."""
-    out = Path(out)
     written = []
     for t in (ds.reference, *ds.queries.values()):
         if t.descriptors is None:
             raise DataError(f"dataset {ds.name!r}: traverse {t.name!r} has no per-frame descriptors to export (imported distances only)")
-        stem = out / t.name.replace("/", "_")
-        if is_sparse(t.descriptors):
-            from scipy.sparse import save_npz
-
-            path = stem.with_name(stem.name + ".npz")
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    save_npz(f, t.descriptors)
-        else:
-            path = stem.with_name(stem.name + ".npy")
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, np.ascontiguousarray(t.descriptors, dtype=np.float32))
-        names = stem.with_name(stem.name + ".images.txt")
-        with atomic_path(names) as tmp:
-            tmp.write_text("".join(n + "\n" for n in frame_names(t)), encoding="utf-8")
-        written += [path, names]
+        written += _write_traverse(Path(out), t, t.descriptors)
     return written
+
+
+def export_frontend_descriptors(ds: BenchmarkDataset, method: Any, out: Path, ctx: Any, train_ds: BenchmarkDataset | None = None) -> list[Path]:
+    """Write a frontend's per-frame outputs [frames, D'] (``Method.encode``) for every traverse of ``ds``.
+
+    ``method``: a created method with ``info.provides_frontend`` (e.g. ``seqnet-s1``); a learned one
+    is first fitted on ``train_ds``'s (default ``ds``'s) train split, validated on its val split,
+    with ``ctx`` (seed, L, ``cache_dir``: a cached model is reused).
+    """
+    if not method.info.provides_frontend:
+        raise ConfigError(f"method {method.label!r} provides no per-frame representation to export; frontends: the methods "
+                          "with provides_frontend (seqnet-s1, seqmatchnet, netvlad-trained, ...)")
+    if method.info.trains:
+        source = train_ds or ds
+        if "train" not in source.splits:
+            raise ConfigError(f"method {method.label!r} trains, but dataset {source.name!r} has no 'train' split; give --train-dataset")
+        method.fit(source.split("train"), source.split("val") if "val" in source.splits else None, ctx)
+    written = []
+    for t in (ds.reference, *ds.queries.values()):
+        written += _write_traverse(Path(out), t, method.encode(t, ctx))
+    return written
+
+
+def _write_traverse(out: Path, t: Any, x: Any) -> list[Path]:
+    """``<traverse>.npy`` (or ``.npz`` for sparse ``x``) and ``<traverse>.images.txt`` under ``out``."""
+    stem = out / t.name.replace("/", "_")
+    if is_sparse(x):
+        from scipy.sparse import save_npz
+
+        path = stem.with_name(stem.name + ".npz")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                save_npz(f, x)
+    else:
+        path = stem.with_name(stem.name + ".npy")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(x, dtype=np.float32))
+    names = stem.with_name(stem.name + ".images.txt")
+    with atomic_path(names) as tmp:
+        tmp.write_text("".join(n + "\n" for n in frame_names(t)), encoding="utf-8")
+    return [path, names]

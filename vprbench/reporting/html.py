@@ -29,7 +29,7 @@ import pandas as pd
 from vprbench.core.fileio import atomic_path
 from vprbench.reporting.intervals import BEST, PR_AUC, TIE, match_records, norm_key
 from vprbench.reporting.styles import Style, styles_for, svg_swatch
-from vprbench.reporting.tables import GROUP_KEYS, recall_columns, records_frame
+from vprbench.reporting.tables import GROUP_KEYS, UNTRAINED, recall_columns, records_frame
 
 
 @dataclass
@@ -290,7 +290,9 @@ def results_table(summary: pd.DataFrame, matched: dict[Any, list[dict[str, Any]]
         order = _num(row.get("family_order", 0))
         by["family"].cells.append((_e(fam), f"{int(order) if math.isfinite(order) else 99:02d} {fam}", "text"))
         st = styles.get(label)
-        by["method"].cells.append(((svg_swatch(st) if st else "") + _e(label), label, "text"))
+        mark = (f' <span title="the learned model (or a learned stage) ended no better than its initialisation on validation: '
+                f'this row is an untrained model">{UNTRAINED}</span>') if bool(row.get("untrained", False)) else ""
+        by["method"].cells.append(((svg_swatch(st) if st else "") + _e(label) + mark, label, "text"))
         for m in metrics:
             by[m].cells.append(_metric_cell(row, m))
         if "R@100%P" in by:
@@ -346,7 +348,13 @@ def frame_table(df: pd.DataFrame, digits: int = 3) -> str:
 
 
 def interval_caption(g: pd.DataFrame) -> str:
-    """How the intervals of a group were made (and what the shading means)."""
+    """How the intervals of a group were made (and what the shading means), and what † marks."""
+    note = (f" {UNTRAINED}: the learned model (or a learned stage) ended no better than its initialisation on validation "
+            "(an untrained model)." if "untrained" in g.columns and g["untrained"].fillna(False).astype(bool).any() else "")
+    return _interval_caption(g) + note
+
+
+def _interval_caption(g: pd.DataFrame) -> str:
     if "ci block" not in g.columns or not g["ci block"].notna().any():
         return ("No confidence intervals: the predictions files of these results are missing or predate per-query "
                 "results (re-run with <code>--force</code>). Values are means over seeds.")

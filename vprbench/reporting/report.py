@@ -22,6 +22,7 @@ from vprbench.reporting.styles import styles_for
 from vprbench.reporting.sweeps import plot_sweeps, sweep_axes, sweep_frame, sweep_tables
 from vprbench.reporting.tables import load_records, records_frame, summary_table, write_tables
 from vprbench.running.evaldata import load_evaluation_data
+from vprbench.running.layout import slug
 from vprbench.running.runner import metrics_dict, per_query_arrays
 
 log = logging.getLogger("vprbench")
@@ -108,29 +109,52 @@ def report(
         text = ""
         for axis in axes:
             frame = sweep_frame(records, axis)
-            text += sweep_tables(frame, axis)
+            text += sweep_tables(frame, axis) + "\n"
             if plots:
                 for i, p in enumerate(plot_sweeps(frame, axis, root / "plots", styles=styles, display=display)):
                     paths[f"sweep-{axis}-{i}"] = p
         paths["sweeps"] = root / "tables" / "sweeps.md"
         paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
     figures: dict[tuple, list[Path]] = {}
+    page_figures: list[tuple[str, Path, str, str]] = []  # (title, png, dataset, caption) shown on the page
     if plots or html:
         figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)
         from vprbench.reporting.training_curves import plot_training_curves
 
-        for i, p in enumerate(plot_training_curves(records, root / "plots" / "training")):  # one small plot per learned record
-            paths[f"training{i}"] = p
+        learned = [r for r in records if (r.get("job") or {}).get("training")]
+        first_seed = {}
+        for r in learned:
+            key = (r["job"]["dataset"], r["job"]["label"])
+            first_seed[key] = min(first_seed.get(key, r["job"].get("seed") or 0), r["job"].get("seed") or 0)
+        for i, (p, r) in enumerate(zip(plot_training_curves(learned, root / "plots" / "training"), _with_history(learned))):
+            paths[f"training{i}"] = p  # one small plot per learned record; the page shows each method's first seed
+            if (r["job"].get("seed") or 0) == first_seed[(r["job"]["dataset"], r["job"]["label"])]:
+                page_figures.append((f"training: {r['job']['label']} (seed {r['job'].get('seed')})", p, r["job"]["dataset"],
+                                     "validation scores per epoch (epoch 0: the untrained model), the fraction of training "
+                                     "queries with a margin-violating negative, training loss, and the kept epoch"))
         for i, p in enumerate(p for ps in figures.values() for p in ps):
             paths[f"plot{i}"] = p
+    for name, p in paths.items():
+        if name.startswith("sweep-"):
+            ds = next((d for d in sorted(set(df["dataset"]), key=len, reverse=True) if f"-{slug(d)}-" in p.name), "")
+            page_figures.append((f"sweep: {name.removeprefix('sweep-').rsplit('-', 1)[0]}", p, ds,
+                                 "one line per method; the band is the spread over seeds"))
     if html:
-        from vprbench.reporting.html import ExtraTable, published_tables, write_html
+        from vprbench.reporting.html import ExtraFigure, ExtraTable, published_tables, write_html
 
         extra: list[ExtraTable] = []
         if experiment is not None:
             from vprbench.plugins.registry import discover
 
             extra = published_tables(experiment, records, registry or discover())
+        extra_figures = [ExtraFigure(title, png, [ds] if ds else [], caption) for title, png, ds, caption in page_figures]
         paths["html"] = write_html(root / "report.html", with_ci, records, figures=figures, styles=styles,
-                                   extra_tables=extra, title=f"vprbench results: {root.resolve().name}")
+                                   extra_tables=extra, extra_figures=extra_figures, title=f"vprbench results: {root.resolve().name}")
     return with_ci, paths
+
+
+def _with_history(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records :func:`plot_training_curves` draws (those with a training history), in its order."""
+    from vprbench.reporting.training_curves import training_curves
+
+    return [r for r in records if training_curves(r)]

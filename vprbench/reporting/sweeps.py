@@ -78,7 +78,12 @@ def sweep_frame(records: list[dict[str, Any]], axis: str, metric: str = "R@1") -
             fixed["fingerprint"] = None
         else:
             fixed["fingerprint"] = job.get("dataset_fingerprint")
-        rows.append({**fixed, "line": _line_label(r, axis), "family": job.get("family"), "x": x, "seed": job.get("seed"), metric: value})
+        # in a grid, the other swept method parameters tell lines apart (run, dataset and protocol axes
+        # already split the groups): never averaged together as if they were seeds
+        others = {k: v for k, v in (job.get("sweep") or {}).items()
+                  if k != axis and "." in k and not k.startswith(("dataset.", "protocol."))}
+        line = _line_label(r, axis) + (f" ({', '.join(f'{k}={v}' for k, v in sorted(others.items()))})" if others else "")
+        rows.append({**fixed, "line": line, "family": job.get("family"), "x": x, "seed": job.get("seed"), metric: value})
     return pd.DataFrame(rows)
 
 

@@ -19,7 +19,7 @@ from tabulate import tabulate
 
 from vprbench.core.errors import ConfigError
 from vprbench.plugins.api import FAMILIES
-from vprbench.running.records import load_record_or_none
+from vprbench.running.records import load_record_or_none, untrained_parts
 
 log = logging.getLogger("vprbench")
 
@@ -45,14 +45,6 @@ def load_records(root: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _untrained(training: Any) -> bool:
-    if isinstance(training, dict):
-        if training.get("untrained"):
-            return True
-        return any(_untrained(v) for v in training.values() if isinstance(v, dict))  # composite: stages
-    return False
-
-
 def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record: job settings, Recall@N columns ``R@N``, AUC, timings."""
     rows = []
@@ -75,7 +67,7 @@ def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         t = r.get("timings_s", {})
         row["fit_s"] = t.get("fit", 0.0)
         row["fit_cached"] = bool((job.get("training") or {}).get("cache_hit", False))
-        row["untrained"] = _untrained(job.get("training"))
+        row["untrained"] = bool(untrained_parts(job.get("training")))  # the method or any learned stage
         row["rank_s"] = t.get("rank", np.nan)
         row["peak_mb"] = r.get("memory_mb", {}).get("peak_rss", np.nan)
         row["warnings"] = len(r.get("warnings", []))
@@ -183,6 +175,7 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
                 row.insert(3, "-" if r["deterministic"] else _cell(r["R@1 std"]))
             if show_ci:
                 ci = "-" if pd.isna(r["R@1 lo"]) else f"[{_cell(r['R@1 lo'])}, {_cell(r['R@1 hi'])}]"
+                ci += {"best": " best", "indistinguishable": " ~best"}.get(str(r.get("R@1 vs best", "")), "")
                 row.insert(3, ci)
             rows.append(row)
         headers = ["family", "method", *rc, "PR-AUC", "fit s", "rank s"]
@@ -198,6 +191,12 @@ def format_table(summary: pd.DataFrame, tablefmt: str = "github") -> str:
             notes.append(f"{UNTRAINED} the learned model ended no better than its initialisation on validation (an untrained model).")
         if multi_seed and g["deterministic"].any():
             notes.append("R@1 std \"-\": deterministic method, computed once for all seeds.")
+        if show_ci:
+            ci = g[g["R@1 lo"].notna()].iloc[0]
+            block = f"blocks of {int(ci['ci block'])} consecutive queries" if pd.notna(ci.get("ci block")) else "blocks of queries"
+            notes.append(f"R@1 {_ci_level(g)} CI: circular block bootstrap over the evaluated queries in traverse order ({block}, "
+                         f"{int(ci['ci n_boot'])} resamplings shared by all rows); \"best\": the highest R@1, \"~best\": not "
+                         "distinguishable from it (the paired interval of the difference contains 0).")
         table = tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
         note = "\n\n" + "\n".join(notes) if notes and tablefmt == "github" else ""
         if tablefmt == "github":

@@ -117,6 +117,26 @@ def _need(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
     return raw[key]
 
 
+#: The keys each part of an experiment file may hold (anything else is a typo: ConfigError naming it).
+KEYS = {
+    "top": ("name", "summary", "paper", "published", "seeds", "seq_len", "boundary", "preset", "sweeps", "tables", "datasets"),
+    "table": ("id", "title", "recall_at", "rows"),
+    "row": ("group", "label", "spec", "published"),
+    "dataset": ("name", "tables", "published", "protocol", "train_dataset", "note", "method_params", "params"),
+    "sweep": ("axis", "values"),
+}
+
+
+def _known_keys(raw: Any, part: str, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a table of {', '.join(KEYS[part])}, got {raw!r}")
+    for key in raw:
+        if key not in KEYS[part]:
+            err = unknown_name("key", key, KEYS[part])
+            raise ConfigError(f"{where}: {err}")
+    return raw
+
+
 def load_experiment(path: Path) -> Experiment:
     """Parse and check an experiment file; ConfigError naming the file and field."""
     path = Path(path)
@@ -127,12 +147,15 @@ def load_experiment(path: Path) -> Experiment:
         raise ConfigError(f"{where}: cannot read it ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: invalid TOML ({e})") from None
+    _known_keys(raw, "top", where)
     tables = []
     for i, t in enumerate(_need(raw, "tables", list, where)):
         tw = f"{where} [[tables]] #{i + 1}"
+        _known_keys(t, "table", tw)
         rows = []
         for j, r in enumerate(_need(t, "rows", list, tw)):
             rw = f"{tw} row #{j + 1}"
+            _known_keys(r, "row", rw)
             published = r.get("published", {})
             if not isinstance(published, dict):
                 raise ConfigError(f"{rw}: 'published' must be a table like {{method = \"...\"}}")
@@ -146,6 +169,7 @@ def load_experiment(path: Path) -> Experiment:
     datasets = []
     for i, d in enumerate(_need(raw, "datasets", list, where)):
         dw = f"{where} [[datasets]] #{i + 1}"
+        _known_keys(d, "dataset", dw)
         train = d.get("train_dataset", ())
         train = (train,) if isinstance(train, str) else tuple(train)
         in_tables = tuple(str(x) for x in d.get("tables", ids))
@@ -158,7 +182,15 @@ def load_experiment(path: Path) -> Experiment:
         datasets.append(ExperimentDataset(_need(d, "name", str, dw), in_tables, d.get("published"), d.get("protocol"), train,
                                           str(d.get("note", "")), mp, dict(d.get("params", {}))))
     published = raw.get("published")
-    sweeps = tuple((str(s["axis"]), tuple(s["values"])) for s in raw.get("sweeps", []))
+    sweeps = []
+    for i, sw in enumerate(raw.get("sweeps", [])):
+        sww = f"{where} [[sweeps]] #{i + 1}"
+        _known_keys(sw, "sweep", sww)
+        values = _need(sw, "values", list, sww)
+        if not values:
+            raise ConfigError(f"{sww}: field 'values' is empty; expected the values to sweep")
+        sweeps.append((str(_need(sw, "axis", str, sww)), tuple(values)))
+    sweeps = tuple(sweeps)
     exp = Experiment(
         name=_need(raw, "name", str, where), summary=str(raw.get("summary", "")), source=path, datasets=tuple(datasets),
         tables=tuple(tables), paper=str(raw.get("paper", "")), published=(path.parent / published) if published else None,

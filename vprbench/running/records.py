@@ -212,3 +212,13 @@ def load_record_or_none(path: Path) -> dict[str, Any] | None:
     except (NewerRecord, OlderRecord) as e:
         log.warning("skipping %s", e)
     return None
+
+
+def untrained_parts(training: Any, prefix: str = "") -> list[str]:
+    """Which parts of a record's ``training`` ended no better than their initialisation: "" for the
+    method itself, stage names ("reranker", "frontend", ...) for a composite's learned stages."""
+    if not isinstance(training, dict):
+        return []
+    if training.get("untrained"):
+        return [prefix]
+    return [p for k, v in training.items() if isinstance(v, dict) for p in untrained_parts(v, f"{prefix}.{k}" if prefix else k)]

@@ -58,6 +58,7 @@ from vprbench.running.records import (
     read_record,
     seal,
     set_aside,
+    untrained_parts,
 )
 
 log = logging.getLogger("vprbench")
@@ -471,9 +472,13 @@ class Runner:
         out = []
         c = self.config
         if method.info.trains and isinstance(training, dict):
-            if training.get("untrained") or (training.get("best_epoch") == 0 and training.get("epochs_run", 0) > 1):
-                out.append(f"{method.label}: the trained model is no better than its initialisation on validation "
-                           "(best epoch 0): this row is the untrained model")
+            for part in untrained_parts(training):  # the method itself ("") or a learned stage of a composite
+                t = training
+                for key in filter(None, part.split(".")):
+                    t = t[key]
+                what = f"its {part} stage" if part else "the trained model"
+                out.append(f"{method.label}: {what} is no better than its initialisation on validation (kept epoch "
+                           f"{t.get('best_epoch')} of {t.get('epochs_run')}): this row is {'partly ' if part else ''}the untrained model")
         if method.info.trains and train_ds.name == ds.name and c.split in ("train", "val"):
             out.append(f"{method.label}: evaluated on the {c.split!r} split of {ds.name}, which it was "
                        f"{'trained' if c.split == 'train' else 'validated (model selection)'} on")
