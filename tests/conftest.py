@@ -65,3 +65,12 @@ def _vprbench_logger_propagates():
     log.setLevel(logging.NOTSET)
     yield
     log.handlers[:], log.propagate, _ = saved[0], saved[1], log.setLevel(saved[2])
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_only_when_enabled(request):
+    """Benchmarks (tests/benchmarks) are opt-in: they run only with ``pytest tests/benchmarks --benchmark-enable``."""
+    cfg = request.config
+    if "benchmarks" in request.node.path.parts and cfg.getoption("benchmark_disable", default=False) \
+            and not cfg.getoption("benchmark_enable", default=False):
+        pytest.skip("benchmarks run only with --benchmark-enable")
