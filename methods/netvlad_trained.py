@@ -108,7 +108,7 @@ class NetVLADTrained(Method):
             out = []
             with ctx.timings("encode"), torch.inference_mode():
                 for i in progress_bar(range(0, len(paths), ext.batch_size), enabled=ctx.progress, desc=f"backbone features: {what}"):
-                    out.append(backbone(ext._tensor(paths[i : i + ext.batch_size])).cpu().numpy().astype(np.float16))
+                    out.append(backbone(ext.preprocess(paths[i : i + ext.batch_size])).cpu().numpy().astype(np.float16))
             return np.concatenate(out)
 
         return cached_array(target, lambda x: x.ndim == 4 and x.shape[0] == len(paths), compute)

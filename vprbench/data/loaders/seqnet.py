@@ -1,18 +1,8 @@
 """The dataset format the SeqNet / SeqMatchNet authors publish, and loaders for their datasets.
 
-Published files (see ``shared/data/README.md`` and the definitions in ``datasets/``):
-
-* ``*.db``: MATLAB v5 files with a struct ``dbStruct`` (whichSet, dataset, dbImageFns, qImageFns,
-  numImages, numQueries, posDistThr, posDistSqThr, nonTrivPosDistSqThr, utmDb / utmQ as
-  [P, N], gpsDb / gpsQ for Nordland). Read with :func:`load_db_struct`.
-* ``*_splitInds.npz`` (Oxford): per split a length-2 object array [reference rows, query rows]
-  into the descriptor arrays. It is pickled; :func:`load_split_indices` reads it with an
-  unpickler that only rebuilds plain NumPy arrays, so no trust flag is needed.
-* ``seqBoundsFiles/*.txt`` (MSLS): one ``start end`` row per frame, [start, end) of the frame's
-  sequence. Read with :func:`load_seq_bounds`.
-* ``imageNamesFiles/*.txt``: the image names in descriptor-row order.
-* descriptor arrays ``.npy``: float32 [rows, 4096], a separate download. Read with
-  :func:`load_descriptors` (``allow_pickle=False``, memory-mapped, shape checked).
+Published files (see ``shared/data/README.md`` and the definitions in ``datasets/``): the ``.db``
+structs, Oxford's split indices, MSLS sequence bounds, image-name lists and descriptor arrays,
+read by :mod:`vprbench.data.loaders.seqnet_files` (which documents each format).
 
 Loaders (registered in :data:`vprbench.data.catalog.BUILTIN_LOADERS`): ``seqnet`` (Nordland, Oxford
 RobotCar, MSLS cities) and ``descriptor-pair`` (any two user-supplied descriptor arrays with
