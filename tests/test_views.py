@@ -32,3 +32,15 @@ def test_view_can_be_derived_without_leaking(toy_dataset):
     assert (derived.query.descriptors == 0).all()
     with pytest.raises(DataError):
         derived.ground_truth
+
+
+def test_view_holds_no_positions_or_metadata_at_all(toy_dataset):
+    """Not even through ``vars()`` or ``object.__getattribute__``, which bypass the view's guard."""
+    split = toy_dataset.split("test")
+    view = ranking_view(split)
+    for t in (view.query, view.reference, view.query.with_descriptors(split.query.descriptors * 2)):
+        leaked = {k for k, v in vars(t).items() if k in ("positions", "meta", "position_unit") or isinstance(v, type(split.query))}
+        assert not leaked, leaked
+        with pytest.raises(AttributeError):
+            object.__getattribute__(t, "positions")
+    assert not any(isinstance(v, type(split.query)) and type(v) is type(split.query) for v in vars(view).values())

@@ -8,6 +8,7 @@ conformance check pass only such views to ``rank`` (``fit`` sees the full traini
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,11 @@ HIDDEN_TRAVERSE = frozenset({"positions", "meta", "update_hash", "subset", "posi
 #: Split attributes hidden from rank(). (Its fields explicit_ground_truth and the radii read as None in
 #: the view, so that ``dataclasses.replace(view, ...)`` works.)
 HIDDEN_SPLIT = frozenset({"ground_truth", "training_positives", "training_non_negatives", "fingerprint"})
+#: Fields of a traverse that a view does not hold at all (so ``vars(view)`` cannot reach them either).
+_DATA_NOT_COPIED = frozenset({"positions", "meta", "position_unit"})
+#: The full traverse behind each view, by ``id(view)``: kept outside the view so that neither its
+#: attributes nor ``vars()`` lead back to positions (needed only by :meth:`RankingTraverse.with_descriptors`).
+_FULL: dict[int, Traverse] = {}
 
 
 def _refuse(what: str, name: str) -> DataError:
@@ -44,19 +50,22 @@ class RankingTraverse(Traverse):
         return int(object.__getattribute__(self, "_n"))
 
     def with_descriptors(self, descriptors: np.ndarray, tag: str | None = None) -> RankingTraverse:
-        full = object.__getattribute__(self, "_full")
-        return _blind(full.with_descriptors(descriptors, tag))
+        return _blind(_FULL[id(self)].with_descriptors(descriptors, tag))
 
     def __repr__(self) -> str:
         return f"RankingTraverse({object.__getattribute__(self, 'name')!r}, {len(self)} frames)"
 
 
 def _blind(t: Traverse) -> RankingTraverse:
+    if isinstance(t, RankingTraverse):
+        return t
     view = object.__new__(RankingTraverse)
     for key, value in vars(t).items():
-        object.__setattr__(view, key, value)
+        if key not in _DATA_NOT_COPIED:
+            object.__setattr__(view, key, value)
     object.__setattr__(view, "_n", len(t))
-    object.__setattr__(view, "_full", t)
+    _FULL[id(view)] = t
+    weakref.finalize(view, _FULL.pop, id(view), None)
     return view
 
 
