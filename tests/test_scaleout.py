@@ -63,6 +63,39 @@ def test_workers_and_local_cluster_give_the_in_process_records(tmp_path):
     assert not summary.failed and metrics_by_key(tmp_path / "dask") == serial
 
 
+def _wait_for(path: str) -> str:
+    import time as _time
+
+    while not Path(path).exists():
+        _time.sleep(0.05)
+    return "released"
+
+
+def test_dask_progress_counts_the_tasks_workers_are_running(tmp_path):
+    """The progress line's "running" is what the scheduler says its workers are processing, of this run's tasks."""
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from vprbench.running.executors import _dask_running
+
+    gate = tmp_path / "gate"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        fut = client.submit(_wait_for, str(gate), key="vprbench-task-0-test", pure=False)
+        other = client.submit(_wait_for, str(gate), key="someone-elses-task", pure=False)
+        mine = {fut.key: 0}
+        import time
+
+        deadline = time.monotonic() + 30
+        while _dask_running(client, mine) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _dask_running(client, mine) == 1
+        gate.write_text("go")
+        assert fut.result(timeout=30) == "released" and other.result(timeout=30) == "released"
+        assert _dask_running(client, mine) == 0
+    assert _dask_running(object(), mine) == 0  # a scheduler that cannot say: 0, never an error
+
+
 CRASHER = """
 import os
 from pathlib import Path

@@ -187,6 +187,14 @@ def _failed(task: Task, why: str) -> TaskResult:
     return TaskResult([{"label": s, "seed": seed, "status": "failed", "error": why, "record_path": None} for _, s, seed in task.items])
 
 
+def _dask_running(client: Any, keys: dict) -> int:
+    """How many of ``keys`` the cluster's workers are processing now (0 if the scheduler cannot say)."""
+    try:
+        return sum(1 for ks in client.processing().values() for k in ks if k in keys)
+    except Exception:  # progress display only: never fail a run for it
+        return 0
+
+
 def _run_dask(tasks: list[Task], scheduler: str, workers: int, progress: bool) -> RunSummary:
     try:
         from distributed import Client, LocalCluster, as_completed
@@ -217,7 +225,8 @@ def _run_dask(tasks: list[Task], scheduler: str, workers: int, progress: bool) -
                 failed += 1
                 results.append(_failed(tasks[index[fut.key]], f"worker failed: {e!r}"))
             bar.update(1)
-            bar.set_postfix(done=len(results) - failed, failed=failed)
+            if progress:
+                bar.set_postfix(done=len(results) - failed, running=_dask_running(client, index), failed=failed)
         bar.close()
     finally:
         client.close()
