@@ -217,3 +217,14 @@ def test_sweep_plots_keep_each_methods_colour_and_name_from_the_other_plots(tmp_
     assert set(drawn) == {"single image (synthetic)", "seqmatch"}
     for label, kw in drawn.items():
         assert kw["color"] == styles[label].color and kw["marker"] == styles[label].marker
+
+
+def test_long_method_specs_are_wrapped_in_panel_titles():
+    from vprbench.reporting.plots import wrap_label
+
+    spec = "hvpr[reranker=seqmatchnet[epochs=20,patience=6],shortlister=seqnet[epochs=30,patience=8]]"
+    lines = wrap_label(spec, width=30).split("\n")
+    assert "".join(lines) == spec and len(lines) >= 3
+    assert all(len(line) <= 30 for line in lines)
+    assert wrap_label("seqmatch") == "seqmatch"
+    assert wrap_label("seqnet-s1+gism", width=10).split("\n") == ["seqnet-s1+", "gism"]

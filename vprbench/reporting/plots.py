@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def curves_figure(summary: pd.DataFrame, recs: list[tuple[str, dict[str, Any]]],
         if not pts:
             continue
         x, y, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-        axes[0].plot(x, y, label=st.label, markersize=5, **st.line())
+        axes[0].plot(x, y, label=wrap_label(st.label), markersize=5, **st.line())
         if has_band and np.isfinite(lo).all():
             if len(x) > 1:
                 axes[0].fill_between(x, lo, hi, color=st.color, alpha=band_alpha, linewidth=0)
@@ -88,11 +89,12 @@ def curves_figure(summary: pd.DataFrame, recs: list[tuple[str, dict[str, Any]]],
         st = styles[label]
         rr = rec["metrics"]["recall_vs_radius"]
         if rr["radii"]:
-            axes[1].plot(rr["radii"], [np.nan if v is None else v for v in rr["recall_at_1"]], label=st.label, markersize=4, **st.line())
+            axes[1].plot(rr["radii"], [np.nan if v is None else v for v in rr["recall_at_1"]], label=wrap_label(st.label), markersize=4,
+                         **st.line())
         pr = rec["metrics"]["pr"]
         if pr["recall"]:
             # one marker, mid-curve, so the legend shows the method's marker too
-            axes[2].plot(pr["recall"], pr["precision"], label=f"{st.label} (AUC {pr['auc']:.2f})", markevery=[len(pr["recall"]) // 2],
+            axes[2].plot(pr["recall"], pr["precision"], label=wrap_label(f"{st.label} (AUC {pr['auc']:.2f})"), markevery=[len(pr["recall"]) // 2],
                          markersize=5, **st.line())
     unit = recs[0][1]["dataset"]["position_unit"] if recs else ""
     band_note = " (band: 95 % interval)" if has_band else ""
@@ -106,11 +108,23 @@ def curves_figure(summary: pd.DataFrame, recs: list[tuple[str, dict[str, Any]]],
     axes[2].set(xlabel="recall", ylabel="precision", title="Precision-recall of the top-1 match", xlim=(0, 1.02), ylim=(0, 1.02))
     for ax in axes:
         ax.grid(alpha=0.3)
-        _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+        _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def wrap_label(label: str, width: int = 38) -> str:
+    """``label`` broken into lines of at most about ``width`` characters, after commas, '[' or '+' (a
+    method spec has no spaces to break at), so that long specs do not run into the next panel."""
+    lines, line = [], ""
+    for part in re.split(r"(?<=[,+[])", label):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+    return "\n".join([*lines, line])
 
 
 def distance_matrix_figure(example: Path, recs: list[tuple[str, dict[str, Any]]], root: Path, styles: dict[str, Style],
@@ -154,7 +168,7 @@ def distance_matrix_figure(example: Path, recs: list[tuple[str, dict[str, Any]]]
         ax.scatter(q[inside & correct], top1[inside & correct], s=7, c=CORRECT_COLOR, marker="o", linewidths=0, label="correct top-1")
         ax.scatter(q[inside & ~correct], top1[inside & ~correct], s=10, c=WRONG_COLOR, marker="x", linewidths=0.8, label="wrong top-1")
         r1 = correct[counted].mean() if counted.any() else float("nan")
-        ax.set_title(f"{label}  (R@1 here {r1:.2f})", fontsize=9, color=st.color, fontweight="bold")
+        ax.set_title(f"{wrap_label(label)}\n(R@1 here {r1:.2f})", fontsize=8, color=st.color, fontweight="bold")
         ax.set_xlim(-0.5, nq - 0.5)
         ax.set_ylim(-0.5, nr - 0.5)
         ax.tick_params(labelsize=7)
@@ -257,7 +271,7 @@ def save_figure(fig: Any, path: Path, dpi: int = DPI) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    fig.savefig(buf, dpi=dpi, format="png")
+    fig.savefig(buf, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.15)  # legends below the panels stay in
     _pyplot().close(fig)
     buf.seek(0)
     with Image.open(buf) as im:

@@ -89,7 +89,7 @@ def plot_training_curves(records: Iterable[Mapping[str, Any]], out_dir: Path) ->
         if not curves:
             continue
         job = record.get("job") or {}
-        fig, axes = plt.subplots(1, len(curves), figsize=(5.0 * len(curves), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(curves), figsize=(5.0 * len(curves), 4.3), squeeze=False)
         for ax, c in zip(axes[0], curves):
             for name, values in c.val.items():
                 pts = [(e, v) for e, v in zip(c.epochs, values) if v is not None]
@@ -103,20 +103,23 @@ def plot_training_curves(records: Iterable[Mapping[str, Any]], out_dir: Path) ->
             ax.set_xlabel("epoch (0 = untrained)")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             loss = [(e, v) for e, v in zip(c.epochs, c.loss) if v is not None]
+            handles, labels = ax.get_legend_handles_labels()
             if loss:
                 ax2 = ax.twinx()
-                ax2.plot([e for e, _ in loss], [v for _, v in loss], color="tab:red", lw=0.8, alpha=0.6, marker="x", ms=4)
+                (line,) = ax2.plot([e for e, _ in loss], [v for _, v in loss], color="tab:red", lw=0.8, alpha=0.6, marker="x", ms=4)
                 ax2.set_ylabel("training loss", color="tab:red")
+                handles, labels = [*handles, line], [*labels, "training loss (right axis)"]
             title = c.stage or str(job.get("label", ""))
             if c.untrained:
                 title += "  (untrained: no better than epoch 0)"
             ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=7, loc="best")
+            # below the panel: inside it the legend would hide curves (the loss axis is drawn on top)
+            ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
         fig.suptitle(f"{job.get('label', '')} on {job.get('dataset', '')} (seed {job.get('seed', 0)})", fontsize=10)
         fig.tight_layout()
         path = curve_path(out_dir, record)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths
