@@ -232,3 +232,14 @@ def test_an_untrained_learned_stage_is_marked_everywhere(tmp_path, capsys):
     assert any("its reranker stage is no better than its initialisation" in w for w in record["warnings"])
     assert "\u2020" in (out / "tables" / "recall.md").read_text()
     assert "\u2020</span>" in (out / "report.html").read_text()
+
+
+def test_datasets_info_lists_the_protocols_run_accepts(capsys):
+    assert main(["datasets", "info", "nordland-64x32"]) == 0
+    out = capsys.readouterr().out
+    assert "protocols (run/report --protocol NAME):" in out
+    assert "    seqnet: tolerance +-1 frames, centre frame" in out and "    patchnetvlad: tolerance +-10 frames" in out
+    assert main(["datasets", "info", "synth-seasons"]) == 0
+    out = capsys.readouterr().out
+    assert "    window: the dataset's own radius, any frame of the window" in out
+    assert "    vpr-methods-evaluation: radius 25, centre frame, queries without a positive counted as misses" in out

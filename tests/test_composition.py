@@ -59,7 +59,7 @@ def test_hvpr_composes_composed_stages():
     ("gism[frontend=seqnet]", "frontend 'seqnet' provides no per-frame representation"),
     ("gism[frontend=seqmatch]", "frontend 'seqmatch' provides no per-frame representation"),
     ("gism[frontend=nosuch]", "unknown method 'nosuch'"),
-    ("seqmatchnet[frontend=seqnet-s1]", "unknown parameter of method 'seqmatchnet' 'frontend'"),
+    ("seqmatchnet[frontend=seqnet-s1]", "unknown parameter 'frontend' of method 'seqmatchnet'"),
 ])
 def test_bad_compositions_are_config_errors(spec, message):
     with pytest.raises(ConfigError, match=message):

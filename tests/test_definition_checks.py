@@ -105,7 +105,7 @@ def test_unknown_top_level_key_and_every_problem_at_once(tmp_path):
 
 
 def test_unknown_key_inside_a_split_table(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown key of split 'test' 'extra'\. Known keys of split 'test': query, reference"):
+    with pytest.raises(ConfigError, match=r"unknown key 'extra' of split 'test'\. Known keys of split 'test': query, reference"):
         parse_splits({"test": {"reference": [0, 10], "query": [0, 8], "extra": [0, 1]}}, 20, 16, "x")
 
 

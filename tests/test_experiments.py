@@ -139,6 +139,8 @@ def test_an_experiment_sweeps_method_parameters_like_run(tmp_path):
     swept = sorted(r["job"]["sweep"]["seqslam.vmin"] for r in records if r["job"]["method"] == "seqslam")
     assert swept == [0.6, 0.9]
     assert "R@1 vs seqslam.vmin" in (out / "tables" / "sweeps.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "- sweeps: seqslam.vmin = 0.6, 0.9" in readme and "seeds: [0]" in readme and "L = 5," in readme
 
 
 COMMITTED = sorted(p.parent.parent for p in (ROOT / "results").glob("*/tables/*-table*.csv"))

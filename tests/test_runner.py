@@ -492,7 +492,7 @@ def test_report_protocol_recomputes_what_a_fresh_run_gives(tmp_path, protocol):
 
 
 def test_unknown_protocol_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown protocol of dataset 'toy' 'nope'"):
+    with pytest.raises(ConfigError, match="unknown protocol 'nope' of dataset 'toy'"):
         run(tmp_path, "netvlad", dataset=_toy_with_protocols(), protocol="nope")
 
 

@@ -199,3 +199,24 @@ def test_a_two_axis_grid_keeps_every_cell_apart(tmp_path):
         row = next(line for line in text.splitlines() if line.startswith(f"| seqslam (seqslam.vmin={vmin})"))
         cells = [c.strip() for c in row.strip("|").split("|")[1:]]
         assert cells[[3, 5].index(seq_len)] == f"{r1:.3f}"
+
+
+def test_report_under_another_protocol_keeps_the_default_sweep_table_and_page(tmp_path):
+    tasks, _ = grid(tmp_path, "netvlad,seqmatch", sweeps=("seq_len=3,5",))
+    run_tasks(tasks)
+    _, default = report(tmp_path, plots=False, html=True)
+    sweeps_md, page = default["sweeps"].read_text(), default["html"].read_bytes()
+    _, other = report(tmp_path, plots=False, html=True, protocol="window")
+    assert other["sweeps"].name == "sweeps-window.md" and other["html"].name == "report-window.html"
+    assert "protocol window" in other["sweeps"].read_text() and "protocol window" not in sweeps_md
+    assert default["sweeps"].read_text() == sweeps_md and default["html"].read_bytes() == page  # untouched
+
+
+def test_progress_numbers_count_the_whole_grid(tmp_path, caplog):
+    caplog.set_level("INFO", logger="vprbench")
+    tasks, _ = grid(tmp_path, "netvlad,seqmatch", sweeps=("seq_len=3,5",))
+    tags = [t for task in tasks for t in task.tags]
+    assert sorted(tags, key=lambda t: int(t[1:].split("/")[0])) == [f"[{i}/4]" for i in range(1, 5)]
+    run_tasks(tasks)
+    assert {f"[{i}/4]" for i in range(1, 5)} <= {line.split(" ")[0] for line in caplog.messages}
+    assert "[1/1]" not in caplog.text

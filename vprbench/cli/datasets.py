@@ -108,6 +108,7 @@ def _info(name: str, data_dir: Path | None) -> int:
         print("  params:")
         for k, v in d.params.items():
             print(f"    {k} = {json.dumps(v)}")
+    _print_protocols(d)
     specs = file_specs(d)
     if specs:
         status = {s.spec.path: s for s in verify_files(d, data_dir, checksums=False)} if data_dir is not None else {}
@@ -125,6 +126,23 @@ def _info(name: str, data_dir: Path | None) -> int:
             print(f"    {s.path}{mark}")
             print(f"        {s.role}{' (' + ', '.join(extra) + ')' if extra else ''}; {s.where()}")
     return 0
+
+
+def _print_protocols(d) -> None:
+    """The definition's evaluation protocols, as ``--protocol NAME`` takes them (without loading its data)."""
+    from vprbench.data.protocol import DEFAULT_PROTOCOL, Protocol
+
+    tables = d.raw.get("protocols") if isinstance(d.raw.get("protocols"), dict) else {}
+    print("  protocols (run/report --protocol NAME):")
+    print(f"    {DEFAULT_PROTOCOL}: the dataset's own radius, centre frame, queries without a positive excluded")
+    for name, table in tables.items():
+        unit = "frame" if isinstance(table, dict) and "tolerance" in table else "m"
+        p = Protocol.from_table(name, table, unit, str(d.source or d.name))
+        tol = (f"tolerance +-{p.tolerance} frames" if p.tolerance is not None else
+               f"radius {p.radius:g}" if p.radius is not None else "the dataset's own radius")
+        rule = "centre frame" if p.positives == "frame" else "any frame of the window"
+        nopos = "excluded" if p.no_positive == "exclude" else "counted as misses"
+        print(f"    {name}: {tol}, {rule}, queries without a positive {nopos}" + (f" ({p.description})" if p.description else ""))
 
 
 def _verify_loader_files(d, data_dir: Path | None, load: bool) -> int | None:

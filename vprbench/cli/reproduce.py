@@ -119,13 +119,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     records = load_records(out)
     paths = write_experiment_tables(exp, runs, records, out, registry, plots=not args.no_plots)
     _, rpaths = report(out, plots=not args.no_plots, html=True, experiment=exp, registry=registry)
-    write_readme(exp, runs, out, records, wall, skipped, computed)
+    write_readme(exp, runs, out, records, wall, skipped, computed, seeds=seeds)
     print(paths["all"].read_text(encoding="utf-8"))
     print(f"tables: {out / 'tables'}\nresults page: {rpaths['html']}")
     return 1 if failed else 0
 
 
-def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipped: list[str], computed: int | None = None) -> Path:
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipped: list[str], computed: int | None = None,
+                 seeds: list[int] | None = None) -> Path:
     """README.md of a reproduction folder: the command, seeds, versions, run time and the tables."""
     from vprbench.running.experiments import experiment_files
 
@@ -138,17 +143,24 @@ def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipp
     # each ranking once (records of other protocols or seeds of a deterministic method share it)
     compute_total = sum({r.get("ranking_key"): r.get("timings_s", {}).get("total", 0.0) for r in records}.values())
     now = (f"{computed} of {len(records)} records computed now, the others reused" if computed is not None else "")
+    if seeds is None:
+        seeds = sorted({r["job"].get("seed") for r in records if r["job"].get("seed") is not None})
+    swept = dict(exp.sweeps)
+    seq_len = (f"L = {', '.join(map(str, swept['seq_len']))} (swept; tables at L = {runs[0].seq_len})" if "seq_len" in swept
+               else f"L = {runs[0].seq_len}")
     lines = [
         f"# {exp.name}: {exp.summary}", "",
         f"{exp.paper}" if exp.paper else "", "",
         "Regenerate (resumable; finished jobs are kept):", "", "```", command, "```", "",
         f"- datasets: {', '.join(r.dataset.name for r in runs)}" + (f" (not run, data absent: {', '.join(skipped)})" if skipped else ""),
-        f"- seeds: {sorted({r['job'].get('seed') for r in records if r['job'].get('seed') is not None})}; preset: {runs[0].preset}; "
-        f"L = {runs[0].seq_len}, boundary {runs[0].boundary}",
+        f"- seeds: {list(seeds)} (a deterministic training-free method is computed once for all seeds); preset: {runs[0].preset}; "
+        f"{seq_len}, boundary {runs[0].boundary}",
+        *([f"- sweeps: {'; '.join(f'{axis} = ' + ', '.join(map(str, values)) for axis, values in exp.sweeps)} (one job per combination)"]
+          if exp.sweeps else []),
         f"- vprbench {env.get('vprbench')}, Python {env.get('python')}, numpy {pkgs.get('numpy')}, torch {pkgs.get('torch')}, "
         f"on {env.get('platform', platform.platform())} ({env.get('cpu_count')} CPUs)",
-        f"- computation time of the results, summed over their rankings: {compute_total / 60:.1f} min (training: "
-        f"{fit_total / 60:.1f} min); wall time of the last invocation: {wall_s / 60:.1f} min" + (f" ({now})" if now else ""),
+        f"- computation time of the results, summed over their rankings: {_duration(compute_total)} (training: "
+        f"{_duration(fit_total)}); wall time of the last invocation: {_duration(wall_s)}" + (f" ({now})" if now else ""),
         "", "Tables (Markdown, CSV, LaTeX): `tables/`; plots: `plots/`; the results page: `report.html`.", "",
     ]
     for run in runs:

@@ -35,7 +35,13 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UnknownNameError
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     valid = ", ".join(known) if known else "(none)"
-    return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {_plural(kind)}: {valid}.")
+    what = f"{kind} {name!r}"
+    for sep in (" of ", " with "):  # "parameter 'x' of method 'y'", not "parameter of method 'y' 'x'"
+        if sep in kind:
+            head, rest = kind.split(sep, 1)
+            what = f"{head} {name!r}{sep}{rest}"
+            break
+    return UnknownNameError(f"unknown {what}.{hint} Known {_plural(kind)}: {valid}.")
 
 
 def _plural(kind: str) -> str:

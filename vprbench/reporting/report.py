@@ -89,8 +89,9 @@ def report(
     over queries, see :func:`vprbench.reporting.intervals.add_intervals`); ``experiment`` (an
     :class:`~vprbench.running.experiments.Experiment`) adds its tables with the published numbers to the page.
     With ``protocol``, metrics are recomputed under it first and the tables are written as
-    ``recall-<protocol>.*`` (the records are not changed). Sweeps (axes the records were swept
-    over, and ``sweeps``) become ``tables/sweeps.md`` and ``plots/sweep-*.png``.
+    ``recall-<protocol>.*``, ``sweeps-<protocol>.md`` and ``report-<protocol>.html`` beside the default
+    protocol's (the records are not changed). Sweeps (axes the records were swept over, and
+    ``sweeps``) become ``tables/sweeps.md`` and ``plots/sweep-*.png``.
     """
     root = Path(root)
     records = load_records(root)
@@ -113,7 +114,7 @@ def report(
             if plots:
                 for i, p in enumerate(plot_sweeps(frame, axis, root / "plots", styles=styles, display=display)):
                     paths[f"sweep-{axis}-{i}"] = p
-        paths["sweeps"] = root / "tables" / "sweeps.md"
+        paths["sweeps"] = root / "tables" / ("sweeps.md" if protocol is None else f"sweeps-{protocol}.md")
         paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
     figures: dict[tuple, list[Path]] = {}
     page_figures: list[tuple[str, Path, str, str]] = []  # (title, png, dataset, caption) shown on the page
@@ -148,7 +149,8 @@ def report(
 
             extra = published_tables(experiment, records, registry or discover())
         extra_figures = [ExtraFigure(title, png, [ds] if ds else [], caption) for title, png, ds, caption in page_figures]
-        paths["html"] = write_html(root / "report.html", with_ci, records, figures=figures, styles=styles,
+        page = "report.html" if protocol is None else f"report-{protocol}.html"
+        paths["html"] = write_html(root / page, with_ci, records, figures=figures, styles=styles,
                                    extra_tables=extra, extra_figures=extra_figures, title=f"vprbench results: {root.resolve().name}")
     return with_ci, paths
 

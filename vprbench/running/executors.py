@@ -37,6 +37,8 @@ class Task:
 
     items: tuple[tuple[dict[str, Any], str, int], ...]
     plugins: tuple[str, ...] = ()
+    #: progress tags of the items (``[k/N]``: the job's number in the whole grid)
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -61,9 +63,10 @@ def execute(task: Task) -> TaskResult:
         _REGISTRIES[plugins] = discover(plugins)
     registry = _REGISTRIES[plugins]
     result = TaskResult(worker=f"{os.uname().nodename}:{os.getpid()}")
-    for config, spec_text, seed in task.items:
+    for i, (config, spec_text, seed) in enumerate(task.items):
         runner = Runner(RunConfig(**{**config, "out": Path(config["out"]), "seeds": [seed]}), registry)
-        for o in runner.run([parse_spec(spec_text, registry)]).outcomes:
+        numbers = [task.tags[i]] if i < len(task.tags) else None
+        for o in runner.run([parse_spec(spec_text, registry)], numbers=numbers).outcomes:
             result.outcomes.append({"label": o.spec.label, "seed": o.seed, "status": o.status, "error": o.error,
                                     "record_path": str(o.record_path) if o.record_path else None})
     return result
@@ -109,7 +112,12 @@ def plan_tasks(configs: list[RunConfig], specs: list[MethodSpec], registry: Regi
         runner.protocol(ds)  # unknown protocol or bad override: error now
         for job in runner.plan(specs, ds, test, train_ds):
             groups.setdefault(job.ranking_key, []).append((config_dict(config), job.spec.label, job.seed))
-    return [Task(tuple(items), tuple(str(p) for p in plugins)) for items in groups.values()]
+    total = sum(len(items) for items in groups.values())
+    tasks, n = [], 0
+    for items in groups.values():
+        tasks.append(Task(tuple(items), tuple(str(p) for p in plugins), tuple(f"[{n + i + 1}/{total}]" for i in range(len(items)))))
+        n += len(items)
+    return tasks
 
 
 def _summary(results: list[TaskResult]) -> RunSummary:

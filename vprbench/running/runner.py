@@ -304,7 +304,9 @@ class Runner:
                               "descriptors from this dataset")
 
     # running ------------------------------------------------------------------------------
-    def run(self, specs: Sequence[MethodSpec]) -> RunSummary:
+    def run(self, specs: Sequence[MethodSpec], numbers: Sequence[str] | None = None) -> RunSummary:
+        """Run every job of ``specs``; ``numbers``: the progress tags of the jobs in plan order (e.g.
+        ``[7/45]`` when an executor runs this as part of a larger grid), default ``[i/n]`` of this call."""
         c = self.config
         ds, load_s = self.dataset(c.dataset)
         test = ds.split(c.split, c.query)
@@ -331,11 +333,12 @@ class Runner:
         groups: dict[str, list[PlannedJob]] = {}
         for job in jobs:
             groups.setdefault(job.ranking_key, []).append(job)
-        done = 0
+        own = {id(job): f"[{i + 1}/{len(jobs)}]" for i, job in enumerate(jobs)}
+        if numbers is not None and len(numbers) == len(jobs):
+            own = {id(job): tag for job, tag in zip(jobs, numbers)}
         for group in groups.values():
-            tags = [f"[{done + i + 1}/{len(jobs)}]" for i in range(len(group))]
+            tags = [own[id(job)] for job in group]
             summary.outcomes += self._run_group(group, ds, test, train_ds, protocol, load_s, tags)
-            done += len(group)
         return summary
 
     def _existing(self, job: PlannedJob) -> dict[str, Any] | None:
