@@ -39,6 +39,10 @@ SEQSLAM_PRESETS: dict[str | None, dict[str, Any]] = {
 #: Velocity step of each mode when neither the preset nor the user sets one: OpenSeqSLAM's own rule
 #: (0: the end offset steps by one frame) and OpenSeqSLAM 2.0's v_step.
 MODE_VSTEP: dict[str, float] = {"openseqslam": 0.0, "openseqslam2": 0.1}
+#: Highest velocity accepted (reference frames per query frame; the programs search 0.8-1.2) and
+#: most velocities on a vmin:vstep:vmax grid: each is a pass over the difference matrix.
+MAX_VELOCITY = 100.0
+MAX_VELOCITIES = 1000
 
 
 def _p(default_help: str, **kw: Any) -> Param:
@@ -132,8 +136,8 @@ class SeqSLAM(Method):
             "mode": _p("reference behaviour: OpenSeqSLAM or OpenSeqSLAM 2.0", choices=SEQSLAM_MODES, type=str),
             "ds": _p("trajectory length d_s in frames; 0 = from --seq-len (window of L frames)", type=int, lo=0),
             "distance": _p("difference matrix: sad (the programs) or euclidean (L2 of unit vectors)", choices=("sad", "euclidean"), type=str),
-            "vmin": _p("lowest velocity (reference frames per query frame)", type=float, lo=0.0, lo_open=True),
-            "vmax": _p("highest velocity, >= vmin", type=float, lo=0.0, lo_open=True),
+            "vmin": _p("lowest velocity (reference frames per query frame)", type=float, lo=0.0, lo_open=True, hi=MAX_VELOCITY),
+            "vmax": _p("highest velocity, >= vmin", type=float, lo=0.0, lo_open=True, hi=MAX_VELOCITY),
             "vstep": _p("velocity step; 0 = OpenSeqSLAM's rule (end offset steps of one frame)", type=float, lo=0.0),
             "enhance_window": _p("contrast-enhancement window R (rows i-R/2..i+R/2)", type=int, lo=2),
             "uniq_window": _p("uniqueness window (candidates within +-R/2 of the best are excluded)", type=int, lo=0),
@@ -144,6 +148,7 @@ class SeqSLAM(Method):
     )
 
     def check_params(self) -> None:
+        """Resolve the preset and check the velocity grid before any data loads (ConfigError)."""
         p = self.params
         table = SEQSLAM_PRESETS[p["preset"]]
         r = {"preset": p["preset"], **{k: (table[k] if p[k] is None else p[k]) for k in table}}
@@ -152,6 +157,10 @@ class SeqSLAM(Method):
         self.resolved_params: dict[str, Any] = r
         if r["vmax"] < r["vmin"]:
             raise ConfigError(f"method 'seqslam': empty velocity range, vmax ({r['vmax']}) < vmin ({r['vmin']})")
+        if r["vstep"] and (r["vmax"] - r["vmin"]) / r["vstep"] + 1 > MAX_VELOCITIES:
+            raise ConfigError(f"method 'seqslam': vmin:vstep:vmax = {r['vmin']}:{r['vstep']}:{r['vmax']} gives "
+                              f"{(r['vmax'] - r['vmin']) / r['vstep'] + 1:.3g} velocities; at most {MAX_VELOCITIES} are searched "
+                              "(each one is a pass over the difference matrix): use a larger vstep")
         if r["mode"] == "openseqslam2" and not r["vstep"] > 0:
             raise ConfigError("method 'seqslam': mode openseqslam2 needs vstep > 0 (its velocity grid vmin:vstep:vmax)")
         if r["mode"] == "openseqslam2" and r["ds"] == 1:

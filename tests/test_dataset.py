@@ -24,6 +24,19 @@ def test_nan_and_inf_descriptors_name_rows():
         Traverse("bad", np.arange(5.0), descriptors=x)
 
 
+def test_descriptors_large_enough_to_overflow_distances_are_refused():
+    """Finite float32 values of 1e30 square to inf: every distance would be inf or NaN (a silent wrong ranking)."""
+    from scipy.sparse import csr_matrix
+
+    x = np.ones((5, 3), np.float32)
+    x[1, 2] = 1e30
+    with pytest.raises(DataError, match=r"traverse 'big'.*reach 1e\+30.*rescale"):
+        Traverse("big", np.arange(5.0), descriptors=x)
+    with pytest.raises(DataError, match="rescale"):
+        Traverse("big", np.arange(5.0), descriptors=csr_matrix(x))
+    Traverse("fine", np.arange(5.0), descriptors=x.clip(max=1e6))  # large but harmless values stay accepted
+
+
 def test_nan_positions_and_count_mismatch():
     with pytest.raises(DataError, match="positions hold NaN"):
         Traverse("p", np.array([0.0, np.nan]), descriptors=np.ones((2, 2), np.float32))

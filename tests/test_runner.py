@@ -332,6 +332,19 @@ def test_short_segments_drop_queries_with_a_warning(tmp_path, caplog):
     assert any("5 of 50 queries" in w for w in rec["warnings"]) and "5 of 50 queries" in caplog.text
 
 
+def test_queries_without_a_positive_are_counted_in_a_warning(tmp_path):
+    """A reference traverse shorter than the query's (e.g. frame-aligned data of unequal length) leaves
+    queries without a positive: excluded by the default protocol, and said so."""
+    from vprbench.data.dataset import SplitIndices
+
+    ds = make_toy_dataset(n=200)
+    ds = replace(ds, splits={**ds.splits, "test": SplitIndices.from_ranges((150, 190), (150, 200))})
+    rec = run(tmp_path, "netvlad", dataset=ds).outcomes[0].record
+    assert rec["metrics"]["n_without_positive"] == 9 and rec["metrics"]["n_evaluated"] == 41
+    assert any("9 of 50 queries have no positive reference and are not evaluated" in w for w in rec["warnings"])
+    assert not [w for w in run(tmp_path / "full", "netvlad").outcomes[0].record["warnings"] if "no positive" in w]
+
+
 def test_evaluating_on_the_training_split_warns(tmp_path):
     rec = run(tmp_path, "seqnet-s1[epochs=1]", split="train").outcomes[0].record
     assert any("which it was trained on" in w for w in rec["warnings"])

@@ -42,7 +42,8 @@ def test_sweep_axes_are_parsed_and_validated():
     assert parse_sweep("protocol.radius=5,25", REG).target == "protocol"
     assert parse_sweep("dataset.query_noise=0.3,0.6", REG).target == "dataset"
     for bad, message in [("seq_len", "expected AXIS"), ("sideways=1", "unknown axis"), ("seqslam.nope=1", "Did you mean"),
-                         ("protocol.colour=red", "protocol field"), ("seq_len=3,3", "given twice")]:
+                         ("protocol.colour=red", "protocol field"), ("seq_len=3,3", "given twice"),
+                         ("seq_len=3,,5", "an empty value"), ("seq_len=3,", "an empty value")]:
         with pytest.raises(ConfigError, match=message):
             parse_sweep(bad, REG)
 

@@ -364,6 +364,10 @@ def test_unknown_parameter_names_it_and_the_valid_ones():
     ("over", "pattern"),
     [
         ({"dim": -4}, "'dim'.*>= 2"),
+        ({"dim": 100000}, "'dim'.*<= 16384"),  # D x D condition maps would need 75 GiB
+        ({"test_length_m": 1e9}, r"GiB of descriptors\); at most 8 GiB"),
+        ({"query_speed_m": 1e-6}, r"GiB of descriptors\); at most 8 GiB"),
+        ({"query_speed_m": 1e6}, "fewer than 10 frames in the shortest split"),
         ({"dim": 2.5}, "'dim' expects int"),
         ({"test_length_m": -100.0}, "'test_length_m'.*> 0"),
         ({"train_length_m": 0}, "'train_length_m'.*> 0"),

@@ -271,9 +271,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if records:
         print(format_table(summary_table(records_frame(records)), "github"))
     if records and not args.no_report:
-        _, paths = report(base.out, html=True)
+        everything, paths = report(base.out, html=True)
         log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values() if p != paths["html"]})))
-        print(f"results page: {paths['html']}")
+        shown = len(everything)
+        print(f"results page: {paths['html']}" + (f" (all {shown} result rows in {base.out}, not only this run's)"
+                                                  if shown > len(summary_table(records_frame(records))) else ""))
     for o in summary.outcomes:
         if o.status in ("unsupported", "busy"):
             log.warning("not run: %s (%s)", o.spec.label, o.error)

@@ -18,6 +18,16 @@ PositionUnit = Literal["m", "frame"]
 #: with $VPRBENCH_DENSE_LIMIT_MB.
 DENSE_LIMIT_MB = 2048.0
 DENSE_LIMIT_ENV = "VPRBENCH_DENSE_LIMIT_MB"
+#: Largest descriptor magnitude accepted: squares and dot products of larger float32 values overflow
+#: (float32 max ~3.4e38, and a D-dim dot product sums D such products), so every distance would be
+#: inf or NaN. No real descriptor comes near this; such data has to be rescaled.
+MAX_ABS_DESCRIPTOR = 1e15
+
+
+def _check_magnitude(values: np.ndarray, what: str) -> None:
+    if values.size and float(np.abs(values).max()) > MAX_ABS_DESCRIPTOR:
+        raise DataError(f"{what}: descriptor values reach {float(np.abs(values).max()):.3g}; values above "
+                        f"{MAX_ABS_DESCRIPTOR:g} overflow float32 distances: rescale the descriptors (e.g. L2-normalise them)")
 
 
 def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
@@ -38,6 +48,7 @@ def check_descriptors(x: np.ndarray, what: str) -> np.ndarray:
             f"{what}: {rows.size} descriptor row(s) hold NaN or infinite values "
             f"(first rows: {rows[:5].tolist()}); expected finite float32 values"
         )
+    _check_magnitude(x, what)
     return x
 
 
@@ -57,6 +68,7 @@ def check_sparse_descriptors(x: Any, what: str) -> Any:
     if not np.isfinite(x.data).all():
         rows = np.unique(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[~np.isfinite(x.data)])
         raise DataError(f"{what}: {rows.size} sparse descriptor row(s) hold NaN or infinite values (first rows: {rows[:5].tolist()})")
+    _check_magnitude(x.data, what)
     return x
 
 

@@ -158,7 +158,11 @@ def parse_param_options(options: Iterable[str], registry: Registry) -> dict[str,
             raise ConfigError(f"{method}.{key} is given twice (by two --param options, or by --param and --sweep); put every "
                               f"value in one --param {method}.{key}=A,B or one --sweep {method}.{key}=A,B")
         sep = "|" if _is_stage(registry, method, key) else ","
-        out.setdefault(method, {})[key] = [v.strip() for v in split_top_level(value.replace("|", sep) if sep == "," else value, sep)]
+        values = [v.strip() for v in split_top_level(value.replace("|", sep) if sep == "," else value, sep, keep_empty=True)]
+        if not all(values):
+            raise ConfigError(f"--param {opt!r}: {'no value' if value.strip() == '' else 'an empty value'} for {method}.{key}; "
+                              f"expected {method}.{key}=VALUE[{sep}VALUE...]")
+        out.setdefault(method, {})[key] = values
     return out
 
 

@@ -516,14 +516,22 @@ class Runner:
                             "expected equal dimensions")
 
     def _protocol_warnings(self, protocol: Protocol) -> list[str]:
-        """A protocol under which most references are positives of every query makes Recall@N trivially high."""
+        """A protocol under which most references are positives of every query makes Recall@N trivially high;
+        queries without any positive are excluded (or counted as misses): say how many."""
         gt = self._data.ground_truth(protocol)
         counts = np.diff(gt.indptr)
         share = float(counts.mean() / gt.n_ref) if gt.n_ref and counts.size else 0.0
+        out = []
         if share > 0.5:
-            return [f"protocol {protocol.name}: a query has on average {counts.mean():.0f} of the {gt.n_ref} references as positives "
-                    f"({share:.0%}): the radius covers most of the map, so Recall@N is high whatever the method"]
-        return []
+            out.append(f"protocol {protocol.name}: a query has on average {counts.mean():.0f} of the {gt.n_ref} references as positives "
+                       f"({share:.0%}): the radius covers most of the map, so Recall@N is high whatever the method")
+        without = int((counts == 0).sum())
+        if without:
+            fate = ("are not evaluated (the protocol excludes them)" if protocol.no_positive == "exclude"
+                    else "count as misses (the protocol's policy)")
+            out.append(f"protocol {protocol.name}: {without} of {counts.size} queries have no positive reference and {fate}; "
+                       "a reference traverse shorter than the query's, or a radius too small, does this")
+        return out
 
     def _record(self, job: PlannedJob, arrays: dict[str, np.ndarray], meta: dict[str, Any], ds: BenchmarkDataset, test: SplitData,
                 protocol: Protocol, tag: str) -> JobOutcome:

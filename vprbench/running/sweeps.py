@@ -48,6 +48,8 @@ def parse_sweep(option: str, registry: Registry) -> SweepAxis:
     if not eq or not lhs or not values:
         raise ConfigError(f"--sweep {option!r}: expected AXIS=V1,V2,... (axes: {', '.join(RUN_AXES)}, METHOD.KEY, "
                           "dataset.KEY, protocol.radius|tolerance|positives|no_positive)")
+    if not all(v.strip() for v in split_top_level(rhs.replace("|", ","), keep_empty=True)):
+        raise ConfigError(f"--sweep {option!r}: an empty value (two commas, or one at an end); expected AXIS=V1,V2,...")
     if len(set(values)) != len(values):
         raise ConfigError(f"--sweep {option!r}: a value is given twice")
     if lhs in RUN_AXES:

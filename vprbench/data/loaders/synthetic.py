@@ -72,6 +72,10 @@ def _p(default: Any, help: str, lo: float | None = None, hi: float | None = None
     return field(default=default, metadata={"param": Param(default, help, lo=lo, hi=hi, lo_open=lo_open)})
 
 
+#: Largest descriptor volume a synthetic route may generate (GiB, both traverses; float32).
+MAX_GENERATED_GIB = 8.0
+
+
 @dataclass(frozen=True)
 class SyntheticParams:
     """Parameters of the synthetic route generator (all lengths in metres, counts in frames).
@@ -80,7 +84,7 @@ class SyntheticParams:
     """
 
     # size and route layout
-    dim: int = _p(256, "descriptor dimension D", 2)
+    dim: int = _p(256, "descriptor dimension D (the generator builds D x D condition maps: at most 16384)", 2, 16384)
     train_length_m: float = _p(4400.0, "length of the training stretch of the route (m)", 0.0, lo_open=True)
     val_length_m: float = _p(1400.0, "length of the validation stretch (m)", 0.0, lo_open=True)
     test_length_m: float = _p(2000.0, "length of the test stretch (m)", 0.0, lo_open=True)
@@ -169,6 +173,19 @@ class SyntheticParams:
             )
         if not self.reference_name or not self.query_name or self.reference_name == self.query_name:
             raise ConfigError(f"{where}: reference_name and query_name must be non-empty and different, got {self.reference_name!r}, {self.query_name!r}")
+        shortest = min(self.train_length_m, self.val_length_m, self.test_length_m)
+        for name in ("reference_speed_m", "query_speed_m"):
+            if getattr(self, name) > shortest / 10:
+                raise ConfigError(f"{where}: {name} ({getattr(self, name):g} m per frame) gives fewer than 10 frames in the shortest "
+                                  f"split ({shortest:g} m); expected at most {shortest / 10:g}")
+        # frames of both traverses, with stops, times D float32 values: refuse before generating what cannot fit
+        route = self.train_length_m + self.val_length_m + self.test_length_m + 2 * self.split_gap_m
+        frames = route / min(self.reference_speed_m, self.query_speed_m) * 2 + route / 1000 * self.stops_per_km * self.stop_frames_max * 2
+        gib = frames * self.dim * 4 / 2**30
+        if gib > MAX_GENERATED_GIB:
+            raise ConfigError(f"{where}: these parameters generate about {frames:.3g} frames of dim {self.dim} (~{gib:.3g} GiB of "
+                              f"descriptors); at most {MAX_GENERATED_GIB:g} GiB are generated: shorten the route, raise the speeds "
+                              "or lower dim")
 
 
 def _unknown_param(where: str, key: str, known: Any) -> UnknownNameError:
