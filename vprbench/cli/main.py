@@ -299,9 +299,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     experiment = registry = None
     if args.compare is not None:
         from vprbench.plugins.registry import discover
+        from vprbench.reporting.experiment_tables import load_published
         from vprbench.running.experiments import get_experiment
 
-        experiment, registry = get_experiment(args.compare), discover(args.plugins)
+        experiment = get_experiment(args.compare)
+        load_published(experiment)  # a bad published file: exit 2 before the report is made
+        registry = discover(args.plugins)
     if args.block_length is not None and args.block_length < 1:
         raise ConfigError(f"--block-length must be >= 1 (queries), got {args.block_length}")
     summary, paths = report(args.dir, plots=not args.no_plots, html=args.html, experiment=experiment, registry=registry,

@@ -43,7 +43,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from vprbench.data.catalog import load_dataset
     from vprbench.plugins.registry import discover
     from vprbench.plugins.specs import expand, parse_spec
-    from vprbench.reporting.experiment_tables import DatasetRun, write_experiment_tables
+    from vprbench.reporting.experiment_tables import DatasetRun, load_published, write_experiment_tables
     from vprbench.reporting.report import report
     from vprbench.reporting.tables import load_records
     from vprbench.running.executors import plan_tasks, run_tasks
@@ -63,6 +63,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if not args.name:
         raise ConfigError("reproduce: give an experiment name (vprbench reproduce --list shows them)")
     exp = get_experiment(args.name)
+    load_published(exp)  # a bad published file: exit 2 now, not after every job ran
     check_device(args.device)
     registry = discover(args.plugins)
     seeds = exp.seeds if args.seeds is None else tuple(args.seeds)

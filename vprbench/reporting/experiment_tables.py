@@ -8,6 +8,9 @@ deviation where there are several), beside the published value and the differenc
 
 from __future__ import annotations
 
+import csv
+import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,13 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from vprbench.core.errors import ConfigError
 from vprbench.plugins.registry import Registry
 from vprbench.running.experiments import Experiment, ExperimentDataset, Table, effective_spec
 from vprbench.running.layout import slug
 from vprbench.running.records import untrained_parts
+
+log = logging.getLogger("vprbench")
 
 
 @dataclass
@@ -34,17 +40,112 @@ class DatasetRun:
     preset: str
 
 
-def load_published(exp: Experiment) -> pd.DataFrame:
-    if exp.published is None:
-        return pd.DataFrame(columns=["table", "group", "method", "loss", "mining", "dataset", "recall_at", "value"])
-    df = pd.read_csv(exp.published, dtype={"table": str, "loss": str, "mining": str}, keep_default_na=False)
-    required = ["table", "method", "loss", "mining", "dataset", "recall_at", "value"]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        from vprbench.core.errors import ConfigError
+#: Columns of a published-value file; ``group``, ``loss`` and ``mining`` may be left out (empty).
+PUBLISHED_COLUMNS = ("table", "group", "method", "loss", "mining", "dataset", "recall_at", "value")
+PUBLISHED_REQUIRED = ("table", "method", "dataset", "recall_at", "value")
+_KEY = ("table", "method", "loss", "mining", "dataset", "recall_at")  # what a table cell is matched by
+_warned: set[tuple[str, tuple[int, ...]]] = set()
 
-        raise ConfigError(f"published file {str(exp.published)!r} lacks column(s) {missing}; expected {required}")
-    return df
+
+def _published_rows(path: Path) -> list[dict[str, Any]]:
+    """The checked rows of a published-value CSV (each with its ``line``); ConfigError naming the file and line."""
+    where = f"published file {str(path)!r}"
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not a UTF-8 text CSV file ({e.reason} at byte {e.start})") from None
+    if "\0" in text:
+        raise ConfigError(f"{where}: not a text CSV file (it contains NUL bytes)")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        lines = [(reader.line_num, row) for row in reader]
+    except csv.Error as e:
+        raise ConfigError(f"{where} line {reader.line_num}: malformed CSV ({e})") from None
+    lines = [(n, row) for n, row in lines if any(c.strip() for c in row)]
+    if not lines:
+        raise ConfigError(f"{where} is empty; expected a header line {','.join(PUBLISHED_COLUMNS)} and one line per published value")
+    head_line, header = lines[0]
+    header = [c.strip() for c in header]
+    missing = [c for c in PUBLISHED_REQUIRED if c not in header]
+    if missing:
+        raise ConfigError(f"{where} line {head_line}: the header lacks column(s) {missing}; expected the columns "
+                          f"{','.join(PUBLISHED_COLUMNS)} (group, loss and mining may be left out)")
+    unknown = [c for c in header if c not in PUBLISHED_COLUMNS]
+    if unknown or len(set(header)) != len(header):
+        raise ConfigError(f"{where} line {head_line}: unknown or repeated column(s) {unknown or sorted({c for c in header if header.count(c) > 1})}; "
+                          f"expected the columns {','.join(PUBLISHED_COLUMNS)}")
+    rows, seen = [], {}
+    for n, cells in lines[1:]:
+        lw = f"{where} line {n}"
+        if len(cells) != len(header):
+            raise ConfigError(f"{lw}: {len(cells)} field(s), expected {len(header)} ({','.join(header)})")
+        raw = {c: v.strip() for c, v in zip(header, cells)}
+        row: dict[str, Any] = {c: raw.get(c, "") for c in PUBLISHED_COLUMNS}
+        for c in ("table", "method", "dataset"):
+            if not row[c]:
+                raise ConfigError(f"{lw}: column {c!r} is empty; expected a {c} name")
+        try:
+            ra = int(row["recall_at"])
+        except ValueError:
+            ra = 0
+        if ra < 1:
+            raise ConfigError(f"{lw}: recall_at {row['recall_at']!r} is not a positive integer N of Recall@N")
+        row["recall_at"] = ra
+        try:
+            value = float(row["value"])
+        except ValueError:
+            raise ConfigError(f"{lw}: value {row['value']!r} is not a number; expected a recall in [0, 1]") from None
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{lw}: value {row['value']!r} is not a recall in [0, 1]; percentages must be given as "
+                              f"fractions (80% as 0.8)")
+        row["value"], row["line"] = value, n
+        key = tuple(row[c] for c in _KEY)
+        if key in seen:
+            raise ConfigError(f"{lw}: the same published value as line {seen[key]} (table {row['table']}, method {row['method']}"
+                              + "".join(f", {c} {row[c]}" for c in ("loss", "mining") if row[c])
+                              + f", dataset {row['dataset']}, R@{ra}); keep one of them")
+        seen[key] = n
+        rows.append(row)
+    return rows
+
+
+def _warn_unmatched(exp: Experiment, rows: list[dict[str, Any]]) -> None:
+    """A warning (once per file) listing the published lines no table cell of ``exp`` is compared with (typos)."""
+    tables = {t.id: t for t in exp.tables}
+    unmatched = []
+    for row in rows:
+        t = tables.get(row["table"])
+        if t is None:
+            unmatched.append((row["line"], f"table {row['table']!r} (tables: {', '.join(tables)})"))
+            continue
+        datasets = {d.published for d in exp.datasets if d.published and t.id in d.tables}
+        methods = {(r.published.get("method", ""), r.published.get("loss", ""), r.published.get("mining", "")) for r in t.rows if r.published}
+        if row["dataset"] not in datasets:
+            unmatched.append((row["line"], f"dataset {row['dataset']!r} of table {t.id} (published datasets: {', '.join(sorted(datasets)) or 'none'})"))
+        elif (row["method"], row["loss"], row["mining"]) not in methods:
+            what = row["method"] + "".join(f", {c} {row[c]}" for c in ("loss", "mining") if row[c])
+            unmatched.append((row["line"], f"method {what!r} of table {t.id} (no row of the table is compared with it)"))
+        elif row["recall_at"] not in t.recall_at:
+            unmatched.append((row["line"], f"R@{row['recall_at']} of table {t.id} (its columns: "
+                              f"{', '.join(f'R@{n}' for n in t.recall_at)})"))
+    key = (str(Path(exp.published).resolve()), str(Path(exp.source).resolve()), tuple(n for n, _ in unmatched))
+    if unmatched and key not in _warned:
+        _warned.add(key)
+        log.warning("published file %s: %d line(s) match no cell of experiment %s's tables and are not shown: %s", exp.published,
+                    len(unmatched), exp.name, "; ".join(f"line {n}: {what}" for n, what in unmatched))
+
+
+def load_published(exp: Experiment) -> pd.DataFrame:
+    """The experiment's published values, checked (ConfigError naming the file and line); a warning lists lines that match
+    no table cell. Call it before any long work: ``reproduce`` and ``report --compare`` do."""
+    if exp.published is None:
+        return pd.DataFrame(columns=[*PUBLISHED_COLUMNS, "line"])
+    rows = _published_rows(Path(exp.published))
+    _warn_unmatched(exp, rows)
+    df = pd.DataFrame(rows, columns=[*PUBLISHED_COLUMNS, "line"])
+    return df.astype({"recall_at": int, "value": float, "line": int})
 
 
 def _published_value(pub: pd.DataFrame, table: Table, dataset: str | None, row_pub: dict[str, str], n: int) -> float:

@@ -6,7 +6,8 @@ and writes its tables (:mod:`vprbench.reporting.experiment_tables`).
 Format (see ``experiments/seqmatchnet.toml``)::
 
     name, summary, paper
-    published = "FILE.csv"          # beside the experiment file (table,group,method,loss,mining,dataset,recall_at,value)
+    published = "FILE.csv"          # in the experiment file's folder (table,group,method,loss,mining,dataset,recall_at,value;
+                                    # group, loss and mining optional; values are fractions in [0, 1])
     seeds = [0, 1, 2]; seq_len = 5; boundary = "shift"; preset = "cpu"
     [[datasets]]
     name = "nordland-sw"            # a dataset name or definition file
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vprbench.core.errors import ConfigError, DataError, unknown_name
+from vprbench.metrics.recall import DEFAULT_NS
 from vprbench.plugins.registry import Registry
 from vprbench.plugins.specs import MethodSpec, expand_item, format_value
 
@@ -137,6 +139,36 @@ def _known_keys(raw: Any, part: str, where: str) -> dict[str, Any]:
     return raw
 
 
+def _recall_at(t: dict[str, Any], where: str) -> tuple[int, ...]:
+    """A table's ``recall_at``: distinct N among those the runner computes (others would be columns of '-')."""
+    ns = t.get("recall_at", [1, 5, 10])
+    computed = ", ".join(map(str, DEFAULT_NS))
+    if not isinstance(ns, list) or not ns:
+        raise ConfigError(f"{where}: field 'recall_at' must be a non-empty list of N among {computed}, got {ns!r}")
+    for n in ns:
+        if not isinstance(n, int) or isinstance(n, bool) or n not in DEFAULT_NS:
+            raise ConfigError(f"{where}: field 'recall_at' has {n!r}; each N must be an integer among the Recall@N the runner "
+                              f"computes: {computed}")
+    if len(set(ns)) != len(ns):
+        raise ConfigError(f"{where}: field 'recall_at' repeats an N: {ns}")
+    return tuple(ns)
+
+
+def _published_path(path: Path, raw: dict[str, Any], where: str) -> Path | None:
+    """The ``published`` file: a path relative to the experiment file's folder, never outside it."""
+    published = raw.get("published")
+    if published is None:
+        return None
+    if not isinstance(published, str) or not published.strip():
+        raise ConfigError(f"{where}: field 'published' must be the name of a CSV file beside the experiment file, got {published!r}")
+    folder = path.parent.resolve()
+    target = (path.parent / published).resolve()
+    if not target.is_relative_to(folder):
+        raise ConfigError(f"{where}: field 'published' = {published!r} resolves to {str(target)!r}, outside the experiment's "
+                          f"folder {str(folder)!r}; put the published file beside the experiment file (or below its folder)")
+    return path.parent / published
+
+
 def load_experiment(path: Path) -> Experiment:
     """Parse and check an experiment file; ConfigError naming the file and field."""
     path = Path(path)
@@ -161,8 +193,8 @@ def load_experiment(path: Path) -> Experiment:
                 raise ConfigError(f"{rw}: 'published' must be a table like {{method = \"...\"}}")
             rows.append(Row(str(r.get("group", "")), str(_need(r, "label", str, rw)), _need(r, "spec", str, rw),
                             {k: str(v) for k, v in published.items()}))
-        ns = tuple(int(n) for n in t.get("recall_at", (1, 5, 10)))
-        tables.append(Table(str(_need(t, "id", (str, int), tw)), str(t.get("title", "")), ns, tuple(rows)))
+        table_id = str(_need(t, "id", (str, int), tw))
+        tables.append(Table(table_id, str(t.get("title", "")), _recall_at(t, f"{where} table {table_id!r}"), tuple(rows)))
     ids = [t.id for t in tables]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: table ids must be unique, got {ids}")
@@ -181,7 +213,7 @@ def load_experiment(path: Path) -> Experiment:
             raise ConfigError(f"{dw}: [datasets.method_params] must map method names to tables of parameters")
         datasets.append(ExperimentDataset(_need(d, "name", str, dw), in_tables, d.get("published"), d.get("protocol"), train,
                                           str(d.get("note", "")), mp, dict(d.get("params", {}))))
-    published = raw.get("published")
+    published = _published_path(path, raw, where)
     sweeps = []
     for i, sw in enumerate(raw.get("sweeps", [])):
         sww = f"{where} [[sweeps]] #{i + 1}"
@@ -193,7 +225,7 @@ def load_experiment(path: Path) -> Experiment:
     sweeps = tuple(sweeps)
     exp = Experiment(
         name=_need(raw, "name", str, where), summary=str(raw.get("summary", "")), source=path, datasets=tuple(datasets),
-        tables=tuple(tables), paper=str(raw.get("paper", "")), published=(path.parent / published) if published else None,
+        tables=tuple(tables), paper=str(raw.get("paper", "")), published=published,
         seeds=tuple(int(s) for s in raw.get("seeds", (0,))), seq_len=int(raw.get("seq_len", 5)), boundary=str(raw.get("boundary", "shift")),
         preset=str(raw.get("preset", "cpu")), sweeps=sweeps,
     )
