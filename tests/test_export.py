@@ -116,3 +116,71 @@ def test_export_a_learned_frontends_descriptors(tmp_path, capsys):
         np.testing.assert_allclose(exported, method.encode(t, ctx), atol=1e-6)
     assert main(["export", "descriptors", "--dataset", "synth-tiny", "--method", "seqmatch", "--out", str(tmp_path / "x")]) == 2
     assert "provides no per-frame representation" in capsys.readouterr().err
+
+
+def test_descriptors_export_refuses_to_overwrite_other_content(tmp_path, capsys):
+    out = tmp_path / "exd"
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(out)]) == 0
+    before = (out / "summer.npy").read_bytes()
+    capsys.readouterr()
+    # the same export again: left as it is
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "(unchanged)" in captured.out and "0 file(s) written, 4 unchanged" in captured.err
+    # another dataset with the same traverse names: refused, nothing written
+    assert main(["export", "descriptors", "--dataset", "synth-seasons", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "summer.npy" in err and "--force" in err and "Traceback" not in err
+    assert (out / "summer.npy").read_bytes() == before
+    assert main(["export", "descriptors", "--dataset", "synth-seasons", "--out", str(out), "--force"]) == 0
+    assert (out / "summer.npy").read_bytes() != before
+    assert np.array_equal(np.load(out / "summer.npy"), load_dataset("synth-seasons").reference.descriptors)
+
+
+def test_pairs_export_refuses_to_overwrite_other_content(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "pairs"
+    assert main(["run", "--methods", "netvlad,seqmatch", "--dataset", "synth-tiny", "--out", str(runs), "--no-report", "-q"]) == 0
+    assert main(["export", "pairs", str(runs), "--out", str(out)]) == 0
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(files) == 4
+    capsys.readouterr()
+    assert main(["export", "pairs", str(runs), "--out", str(out)]) == 0  # a rerun: nothing rewritten
+    assert capsys.readouterr().out.count("(unchanged)") == 4
+    files[0].write_text("edited\n")
+    assert main(["export", "pairs", str(runs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(files[0]) in err and "--force" in err
+    assert files[0].read_text() == "edited\n"
+    assert main(["export", "pairs", str(runs), "--out", str(out), "--force"]) == 0
+    assert files[0].read_text() != "edited\n"
+
+
+@pytest.mark.parametrize("what", ["descriptors", "pairs", "pairs-inside"])
+def test_export_out_an_existing_file_is_a_clean_error(tmp_path, capsys, what):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    if what == "descriptors":
+        argv = ["export", "descriptors", "--dataset", "synth-tiny", "--out", str(afile)]
+    else:
+        runs = tmp_path / "runs"
+        assert main(["run", "--methods", "netvlad", "--dataset", "synth-tiny", "--out", str(runs), "--no-report", "-q"]) == 0
+        argv = ["export", "pairs", str(runs), "--out", str(afile if what == "pairs" else afile / "sub")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "expected a folder" in err and "Traceback" not in err
+    assert afile.read_text() == "not a folder\n"
+
+
+def test_export_to_an_unwritable_folder_is_an_output_error(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import vprbench.reporting.export as export
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "exd"))
+
+    monkeypatch.setattr(export, "atomic_path", read_only)
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(tmp_path / "exd")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "exd" in err and "Read-only file system" in err and "Traceback" not in err

@@ -17,6 +17,9 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     common.add_argument("--data-dir", default=None, help="data directory (default: $VPRBENCH_DATA_DIR)")
     common.add_argument("--dataset-param", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset parameter override, as given to `vprbench run` (repeatable)")
+    common.add_argument("--force", action="store_true",
+                        help="overwrite existing files in --out whose content differs (default: refuse; files with the same "
+                        "content are left as they are)")
     pp = sub.add_parser("pairs", parents=[common], help="predictions of finished runs as pairs files: CSV (query, reference, rank, distance) and kapture")
     pp.add_argument("dir", nargs="?", type=Path, default=Path("results/runs"), help="results folder (default: ./results/runs)")
     pp.add_argument("--out", type=Path, default=None, help="output folder (default: DIR/exports)")
@@ -37,20 +40,25 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Handler of ``vprbench export``; prints the files written."""
+    """Handler of ``vprbench export``; prints the files written (and those left unchanged).
+
+    An existing file with other content is refused (exit 2) unless ``--force``.
+    """
     from vprbench.cli.main import _key_values
     from vprbench.core.errors import ConfigError
     from vprbench.data.catalog import load_dataset
-    from vprbench.reporting.export import export_descriptors, export_pairs
+    from vprbench.reporting.export import check_out_folder, export_descriptors, export_pairs
 
     params = _key_values(args.dataset_param) or None
+    if args.out is not None:
+        check_out_folder(args.out)  # before loading or training anything
     if args.export_command == "pairs":
         formats = tuple(f.strip() for f in args.format.split(","))
         if not all(formats):
             raise ConfigError(f"--format {args.format!r}: expected a comma-separated list of csv, kapture")
-        files = export_pairs(args.dir, args.out, formats, args.dataset, args.data_dir, params)
+        files = export_pairs(args.dir, args.out, formats, args.dataset, args.data_dir, params, force=args.force)
     elif args.method is None:
-        files = export_descriptors(load_dataset(args.dataset, args.data_dir, params), args.out)
+        files = export_descriptors(load_dataset(args.dataset, args.data_dir, params), args.out, force=args.force)
     else:
         from vprbench.plugins.api import RunContext
         from vprbench.plugins.registry import discover
@@ -62,8 +70,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         ds = load_dataset(args.dataset, args.data_dir, params)
         train_ds = load_dataset(args.train_dataset, args.data_dir) if args.train_dataset else None
         ctx = RunContext(seed=args.seed, seq_len=args.seq_len, cache_dir=args.cache or args.out / "cache")
-        files = export_frontend_descriptors(ds, method, args.out, ctx, train_ds)
+        files = export_frontend_descriptors(ds, method, args.out, ctx, train_ds, force=args.force)
+    unchanged = set(getattr(files, "unchanged", ()))
     for f in files:
-        print(f)
-    log.info("%d file(s) written", len(files))
+        print(f"{f} (unchanged)" if f in unchanged else f)
+    log.info("%d file(s) written%s", len(files) - len(unchanged), f", {len(unchanged)} unchanged" if unchanged else "")
     return 0

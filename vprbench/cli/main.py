@@ -315,8 +315,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         from vprbench.reporting.tables import load_records
 
         table = format_comparison(compare(experiment, load_records(args.dir), registry))
+        from vprbench.reporting.report import writing
+
         path = Path(args.dir) / "tables" / f"published-{experiment.name}.md"
-        path.write_text(table, encoding="utf-8")
+        with writing(path.parent):
+            path.write_text(table, encoding="utf-8")
         paths["published"] = path
         print(table)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))

@@ -24,19 +24,25 @@
   frontend's per-frame outputs instead (a learned representation such as ``seqnet-s1`` or
   ``seqmatchnet``, trained on the training split first, or taken from the model cache):
   :func:`export_frontend_descriptors`.
+
+Nothing is overwritten silently: a file already there with other content is refused (ConfigError
+naming it) unless ``force``; one with the same content is left as it is (listed as unchanged).
+Every file is checked before any is written.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.errors import ConfigError, DataError, OutputError
 from vprbench.core.fileio import atomic_path
 from vprbench.data.arrays import is_sparse
 from vprbench.data.catalog import load_dataset
@@ -110,28 +116,104 @@ def _rows(pairs: Pairs):
         yield pairs.query[q], pairs.reference[int(pairs.indices[q, k])], k + 1, float(pairs.distances[q, k])
 
 
+def pairs_csv_text(pairs: Pairs) -> str:
+    """``query,reference,rank,distance`` rows (see the module docstring)."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(PAIRS_COLUMNS)
+    for q, r, rank, d in _rows(pairs):
+        w.writerow([q, r, rank, repr(d)])
+    return buf.getvalue()
+
+
+def kapture_pairs_text(pairs: Pairs, path: Path | str = "kapture pairs") -> str:
+    """A Kapture-style pairs file (score = -distance); DataError (naming ``path``) for names with commas."""
+    bad = [n for n in (*pairs.query, *pairs.reference) if "," in n or "\n" in n]
+    if bad:
+        raise DataError(f"{path}: kapture pairs files separate fields by commas; frame name {bad[0]!r} contains one")
+    return KAPTURE_HEADER + "".join(f"{q}, {r}, {-d!r}\n" for q, r, _, d in _rows(pairs))
+
+
 def write_pairs_csv(pairs: Pairs, path: Path) -> Path:
     """Write ``query,reference,rank,distance`` rows (see the module docstring) atomically."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(PAIRS_COLUMNS)
-            for q, r, rank, d in _rows(pairs):
-                w.writerow([q, r, rank, repr(d)])
+        tmp.write_bytes(pairs_csv_text(pairs).encode("utf-8"))
     return path
 
 
 def write_kapture_pairs(pairs: Pairs, path: Path) -> Path:
     """Write a Kapture-style pairs file (score = -distance), atomically; DataError for names with commas."""
-    bad = [n for n in (*pairs.query, *pairs.reference) if "," in n or "\n" in n]
-    if bad:
-        raise DataError(f"{path}: kapture pairs files separate fields by commas; frame name {bad[0]!r} contains one")
+    text = kapture_pairs_text(pairs, path)
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(KAPTURE_HEADER)
-            for q, r, _, d in _rows(pairs):
-                f.write(f"{q}, {r}, {-d!r}\n")
+        tmp.write_bytes(text.encode("utf-8"))
     return path
+
+
+class Exported(list):
+    """The files of an export (a list of paths), with ``unchanged``: those that were already there with
+    the same content and were left as they are (not rewritten)."""
+
+    def __init__(self, paths=(), unchanged=()):  # noqa: ANN001
+        super().__init__(paths)
+        self.unchanged: list[Path] = list(unchanged)
+
+
+@dataclass(frozen=True)
+class _File:
+    """A file to export: its bytes, and (where bytes are not reproducible, e.g. zip timestamps) a content check."""
+
+    path: Path
+    data: bytes
+    same: Callable[[Path], bool] | None = None
+
+    def is_unchanged(self) -> bool:
+        if self.same is not None:
+            return self.same(self.path)
+        return self.path.stat().st_size == len(self.data) and self.path.read_bytes() == self.data
+
+
+def check_out_folder(out: Path, option: str = "--out") -> Path:
+    """``out`` if it is a folder or can become one; ConfigError naming ``option`` otherwise (an existing file)."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is an existing file" if p == out else f"is inside {str(p)!r}, an existing file"
+            raise ConfigError(f"{option} {str(out)!r} {what}; expected a folder (existing or new) to write the export into")
+    return out
+
+
+def _write_files(out: Path, files: list[_File], force: bool) -> Exported:
+    """Write ``files`` (under ``out``) atomically after checking them all: an existing file with other content
+    is refused unless ``force``; one with the same content is left as it is."""
+    check_out_folder(out)
+    unchanged = []
+    for f in files:
+        for p in f.path.parents:
+            if p == out or out not in p.parents:
+                break
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"cannot write {str(f.path)!r}: {str(p)!r} is an existing file, expected a folder; move it away")
+        if not f.path.exists():
+            continue
+        if not f.path.is_file():
+            raise ConfigError(f"cannot write {str(f.path)!r}: it exists and is not a file (expected a file, or nothing, there)")
+        try:
+            same = f.is_unchanged()
+        except (OSError, ValueError):
+            same = False
+        if same:
+            unchanged.append(f.path)
+        elif not force:
+            raise ConfigError(f"{str(f.path)!r} already exists with other content; not overwriting it (--force overwrites "
+                              "existing export files; or choose another --out)")
+    try:
+        for f in files:
+            if f.path not in unchanged:
+                with atomic_path(f.path) as tmp:
+                    tmp.write_bytes(f.data)
+    except OSError as e:
+        raise OutputError(f"cannot write the export under {str(out)!r} ({e.strerror or e})") from None
+    return Exported([f.path for f in files], unchanged)
 
 
 def _records(root: Path) -> list[dict[str, Any]]:
@@ -159,15 +241,17 @@ def export_pairs(
     dataset: str | None = None,
     data_dir: str | None = None,
     dataset_params: dict[str, Any] | None = None,
-) -> list[Path]:
-    """Export every record's predictions under ``root`` as pairs files; return the files written.
+    force: bool = False,
+) -> Exported:
+    """Export every record's predictions under ``root`` as pairs files; return the files (written or unchanged).
 
     Files go to ``out`` (default ``root/exports``) mirroring ``records/<dataset>/<method>/``.
     ``dataset`` (a name or a definition file) is loaded instead of the records' dataset names;
-    then only records of that dataset (by name) are exported.
+    then only records of that dataset (by name) are exported. An existing file with other content is
+    refused (ConfigError) unless ``force``.
     """
     root = Path(root)
-    out = Path(out) if out is not None else root / "exports"
+    out = check_out_folder(Path(out) if out is not None else root / "exports")
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"export format must be one of {FORMATS}, got {fmt!r}")
@@ -191,29 +275,37 @@ def export_pairs(
         pairs = job_pairs(rec, root, loaded[name])
         rel = Path(rec["_path"]).relative_to(root / "records").with_suffix("")
         if "csv" in formats:
-            written.append(write_pairs_csv(pairs, out / rel.with_name(rel.name + ".pairs.csv")))
+            written.append(_File(out / rel.with_name(rel.name + ".pairs.csv"), pairs_csv_text(pairs).encode("utf-8")))
         if "kapture" in formats:
-            written.append(write_kapture_pairs(pairs, out / rel.with_name(rel.name + ".kapture-pairs.txt")))
-    return written
+            path = out / rel.with_name(rel.name + ".kapture-pairs.txt")
+            written.append(_File(path, kapture_pairs_text(pairs, path).encode("utf-8")))
+    return _write_files(out, written, force)
 
 
-def export_descriptors(ds: BenchmarkDataset, out: Path) -> list[Path]:
-    """Write every traverse's per-frame descriptors (and frame names) of ``ds`` to ``out``; return the files."""
+def export_descriptors(ds: BenchmarkDataset, out: Path, force: bool = False) -> Exported:
+    """Write every traverse's per-frame descriptors (and frame names) of ``ds`` to ``out``; return the files.
+
+    An existing file with other content is refused (ConfigError) unless ``force``.
+    """
+    out = check_out_folder(out)
     written = []
     for t in (ds.reference, *ds.queries.values()):
         if t.descriptors is None:
             raise DataError(f"dataset {ds.name!r}: traverse {t.name!r} has no per-frame descriptors to export (imported distances only)")
-        written += _write_traverse(Path(out), t, t.descriptors)
-    return written
+        written += _traverse_files(out, t, t.descriptors)
+    return _write_files(out, written, force)
 
 
-def export_frontend_descriptors(ds: BenchmarkDataset, method: Any, out: Path, ctx: Any, train_ds: BenchmarkDataset | None = None) -> list[Path]:
+def export_frontend_descriptors(ds: BenchmarkDataset, method: Any, out: Path, ctx: Any, train_ds: BenchmarkDataset | None = None,
+                                force: bool = False) -> Exported:
     """Write a frontend's per-frame outputs [frames, D'] (``Method.encode``) for every traverse of ``ds``.
 
     ``method``: a created method with ``info.provides_frontend`` (e.g. ``seqnet-s1``); a learned one
     is first fitted on ``train_ds``'s (default ``ds``'s) train split, validated on its val split,
-    with ``ctx`` (seed, L, ``cache_dir``: a cached model is reused).
+    with ``ctx`` (seed, L, ``cache_dir``: a cached model is reused). An existing file with other
+    content is refused (ConfigError) unless ``force``.
     """
+    out = check_out_folder(out)
     if not method.info.provides_frontend:
         raise ConfigError(f"method {method.label!r} provides no per-frame representation to export; frontends: the methods "
                           "with provides_frontend (seqnet-s1, seqmatchnet, netvlad-trained, ...)")
@@ -224,26 +316,31 @@ def export_frontend_descriptors(ds: BenchmarkDataset, method: Any, out: Path, ct
         method.fit(source.split("train"), source.split("val") if "val" in source.splits else None, ctx)
     written = []
     for t in (ds.reference, *ds.queries.values()):
-        written += _write_traverse(Path(out), t, method.encode(t, ctx))
-    return written
+        written += _traverse_files(out, t, method.encode(t, ctx))
+    return _write_files(out, written, force)
 
 
-def _write_traverse(out: Path, t: Any, x: Any) -> list[Path]:
+def _same_sparse(x: Any) -> Callable[[Path], bool]:
+    def same(path: Path) -> bool:
+        from scipy.sparse import load_npz
+
+        y = load_npz(path)
+        return y.shape == x.shape and y.dtype == x.dtype and (y != x).nnz == 0
+
+    return same
+
+
+def _traverse_files(out: Path, t: Any, x: Any) -> list[_File]:
     """``<traverse>.npy`` (or ``.npz`` for sparse ``x``) and ``<traverse>.images.txt`` under ``out``."""
     stem = out / t.name.replace("/", "_")
+    buf = io.BytesIO()
     if is_sparse(x):
         from scipy.sparse import save_npz
 
-        path = stem.with_name(stem.name + ".npz")
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                save_npz(f, x)
+        save_npz(buf, x)
+        data = _File(stem.with_name(stem.name + ".npz"), buf.getvalue(), _same_sparse(x))
     else:
-        path = stem.with_name(stem.name + ".npy")
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, np.ascontiguousarray(x, dtype=np.float32))
-    names = stem.with_name(stem.name + ".images.txt")
-    with atomic_path(names) as tmp:
-        tmp.write_text("".join(n + "\n" for n in frame_names(t)), encoding="utf-8")
-    return [path, names]
+        np.save(buf, np.ascontiguousarray(x, dtype=np.float32))
+        data = _File(stem.with_name(stem.name + ".npy"), buf.getvalue())
+    names = "".join(n + "\n" for n in frame_names(t)).encode("utf-8")
+    return [data, _File(stem.with_name(stem.name + ".images.txt"), names)]

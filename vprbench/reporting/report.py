@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vprbench.core.errors import ConfigError, DataError
+from vprbench.core.errors import ConfigError, DataError, OutputError, VPRBenchError
 from vprbench.data.protocol import Protocol
 from vprbench.metrics.evaluator import RecallEvaluator, evaluate_protocol
 from vprbench.metrics.uncertainty import DEFAULT_LEVEL, DEFAULT_N_BOOT
@@ -70,6 +72,20 @@ def reevaluate(records: list[dict[str, Any]], root: Path, protocol: str) -> list
     return out
 
 
+@contextmanager
+def writing(folder: Path) -> Iterator[None]:
+    """Turn a failed write under ``folder`` (read-only folder, full disk, permissions) into an :class:`OutputError` naming it."""
+    try:
+        yield
+    except VPRBenchError:
+        raise
+    except OSError as e:
+        name = Path(str(e.filename)) if e.filename else None
+        temporary = name is not None and name.name.startswith(".") and name.suffix == ".tmp"  # atomic writes' temporary files
+        where = f": {name}" if name is not None and not temporary and str(name) != str(folder) else ""
+        raise OutputError(f"cannot write the report into {str(folder)!r} ({e.strerror or e}{where}); the results are kept") from None
+
+
 def report(
     root: Path,
     plots: bool = True,
@@ -102,7 +118,8 @@ def report(
     df = records_frame(records)
     summary = summary_table(df)
     with_ci = add_intervals(summary, df, records, root, block_length=block_length, n_boot=n_boot, level=level)
-    paths = write_tables(with_ci, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
+    with writing(root / "tables"):
+        paths = write_tables(with_ci, root / "tables", stem="recall" if protocol is None else f"recall-{protocol}")
     axes = list(dict.fromkeys([*sweep_axes(records), *sweeps]))
     styles = styles_for(df)
     if axes:
@@ -112,29 +129,32 @@ def report(
             frame = sweep_frame(records, axis)
             text += sweep_tables(frame, axis) + "\n"
             if plots:
-                for i, p in enumerate(plot_sweeps(frame, axis, root / "plots", styles=styles, display=display)):
-                    paths[f"sweep-{axis}-{i}"] = p
+                with writing(root / "plots"):
+                    for i, p in enumerate(plot_sweeps(frame, axis, root / "plots", styles=styles, display=display)):
+                        paths[f"sweep-{axis}-{i}"] = p
         paths["sweeps"] = root / "tables" / ("sweeps.md" if protocol is None else f"sweeps-{protocol}.md")
-        paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
+        with writing(root / "tables"):
+            paths["sweeps"].write_text(text or "(no sweep results)\n", encoding="utf-8")
     figures: dict[tuple, list[Path]] = {}
     page_figures: list[tuple[str, Path, str, str]] = []  # (title, png, dataset, caption) shown on the page
     if plots or html:
-        figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)
-        from vprbench.reporting.training_curves import plot_training_curves
+        with writing(root / "plots"):
+            figures = make_plots(df, records, root, root / "plots", summary=with_ci, styles=styles)
+            from vprbench.reporting.training_curves import plot_training_curves
 
-        learned = [r for r in records if (r.get("job") or {}).get("training")]
-        first_seed = {}
-        for r in learned:
-            key = (r["job"]["dataset"], r["job"]["label"])
-            first_seed[key] = min(first_seed.get(key, r["job"].get("seed") or 0), r["job"].get("seed") or 0)
-        for i, (p, r) in enumerate(zip(plot_training_curves(learned, root / "plots" / "training"), _with_history(learned))):
-            paths[f"training{i}"] = p  # one small plot per learned record; the page shows each method's first seed
-            if (r["job"].get("seed") or 0) == first_seed[(r["job"]["dataset"], r["job"]["label"])]:
-                page_figures.append((f"training: {r['job']['label']} (seed {r['job'].get('seed')})", p, r["job"]["dataset"],
-                                     "validation scores per epoch (epoch 0: the untrained model), the fraction of training "
-                                     "queries with a margin-violating negative, training loss, and the kept epoch"))
-        for i, p in enumerate(p for ps in figures.values() for p in ps):
-            paths[f"plot{i}"] = p
+            learned = [r for r in records if (r.get("job") or {}).get("training")]
+            first_seed = {}
+            for r in learned:
+                key = (r["job"]["dataset"], r["job"]["label"])
+                first_seed[key] = min(first_seed.get(key, r["job"].get("seed") or 0), r["job"].get("seed") or 0)
+            for i, (p, r) in enumerate(zip(plot_training_curves(learned, root / "plots" / "training"), _with_history(learned))):
+                paths[f"training{i}"] = p  # one small plot per learned record; the page shows each method's first seed
+                if (r["job"].get("seed") or 0) == first_seed[(r["job"]["dataset"], r["job"]["label"])]:
+                    page_figures.append((f"training: {r['job']['label']} (seed {r['job'].get('seed')})", p, r["job"]["dataset"],
+                                         "validation scores per epoch (epoch 0: the untrained model), the fraction of training "
+                                         "queries with a margin-violating negative, training loss, and the kept epoch"))
+            for i, p in enumerate(p for ps in figures.values() for p in ps):
+                paths[f"plot{i}"] = p
     for name, p in paths.items():
         if name.startswith("sweep-"):
             ds = next((d for d in sorted(set(df["dataset"]), key=len, reverse=True) if f"-{slug(d)}-" in p.name), "")
@@ -150,8 +170,9 @@ def report(
             extra = published_tables(experiment, records, registry or discover())
         extra_figures = [ExtraFigure(title, png, [ds] if ds else [], caption) for title, png, ds, caption in page_figures]
         page = "report.html" if protocol is None else f"report-{protocol}.html"
-        paths["html"] = write_html(root / page, with_ci, records, figures=figures, styles=styles,
-                                   extra_tables=extra, extra_figures=extra_figures, title=f"vprbench results: {root.resolve().name}")
+        with writing(root):
+            paths["html"] = write_html(root / page, with_ci, records, figures=figures, styles=styles,
+                                       extra_tables=extra, extra_figures=extra_figures, title=f"vprbench results: {root.resolve().name}")
     return with_ci, paths
 
 
