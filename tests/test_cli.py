@@ -176,6 +176,11 @@ def test_cuda_without_cuda_is_refused_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "records").exists()
 
 
+def test_device_without_a_learned_method_says_it_has_no_effect(tmp_path, capsys):
+    assert _rc(["run", "--methods", "seqmatch", "--dataset", "synth-tiny", "--device", "cuda:1", "--out", str(tmp_path), "--no-report"]) == 0
+    assert "--device cuda:1: no method of this run trains a model" in capsys.readouterr().err
+
+
 def _pair_definition(tmp_path, dim: int = 8, splits: str = "") -> str:
     import numpy as np
 

@@ -89,7 +89,7 @@ def test_pairs_without_image_names_use_frame_indices(tmp_path):
 
 def test_descriptors_export_round_trip(tmp_path):
     out = tmp_path / "desc"
-    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(out)]) == 0
+    assert main(["export", "descriptors", "--dataset", "synth-tiny", "--out", str(out), "-q"]) == 0  # -q after the subcommand too
     ds = load_dataset("synth-tiny")
     for t in (ds.reference, *ds.queries.values()):
         assert np.array_equal(np.load(out / f"{t.name}.npy", allow_pickle=False), t.descriptors)

@@ -15,6 +15,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     sub = p.add_subparsers(dest="export_command", metavar="WHAT", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", default=None, help="data directory (default: $VPRBENCH_DATA_DIR)")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
     common.add_argument("--dataset-param", action="append", default=[], metavar="KEY=VALUE",
                         help="dataset parameter override, as given to `vprbench run` (repeatable)")
     common.add_argument("--force", action="store_true",

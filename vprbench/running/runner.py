@@ -283,6 +283,9 @@ class Runner:
             from vprbench.learning.trainer import resolve_device
 
             resolve_device(c.device)  # CUDA missing: a ConfigError now, not after the other jobs ran
+        elif c.device != "cpu" and planned and ("device", c.device) not in _WARNED:
+            _WARNED.add(("device", c.device))
+            log.warning("warning: --device %s: no method of this run trains a model, so it has no effect: they all run on the CPU", c.device)
         return planned
 
     @classmethod
