@@ -143,7 +143,8 @@ def write_readme(exp, runs, out: Path, records: list[dict], wall_s: float, skipp
     fit_total = sum(r.get("timings_s", {}).get("fit", 0.0) for r in records)
     # each ranking once (records of other protocols or seeds of a deterministic method share it)
     compute_total = sum({r.get("ranking_key"): r.get("timings_s", {}).get("total", 0.0) for r in records}.values())
-    now = (f"{computed} of {len(records)} records computed now, the others reused" if computed is not None else "")
+    now = ("" if computed is None else f"all {computed} records computed now" if computed == len(records)
+           else f"{computed} of {len(records)} records computed now, the others reused")
     if seeds is None:
         seeds = sorted({r["job"].get("seed") for r in records if r["job"].get("seed") is not None})
     swept = dict(exp.sweeps)
