@@ -122,13 +122,9 @@ class DatasetDefinition:
             raise ConfigError(f"dataset definition file {source!r} is a directory; expected a TOML file (or a dataset name)")
         if not path.is_file():
             raise ConfigError(f"dataset definition file {source!r} does not exist")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"dataset definition {source}: not UTF-8 text (byte {e.start}); TOML files are UTF-8") from None
-        except OSError as e:
-            raise ConfigError(f"dataset definition {source}: cannot read the file ({type(e).__name__}: {e})") from None
-        return cls.from_toml(text, source)
+        from vprbench.core.textfiles import read_user_text
+
+        return cls.from_toml(read_user_text(path, f"dataset definition {source}", "a TOML file"), source)
 
     def with_params(self, overrides: dict[str, Any]) -> DatasetDefinition:
         return DatasetDefinition(self.name, self.loader, self.summary, {**self.params, **overrides}, self.source, self.raw)

@@ -20,6 +20,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from vprbench.core.errors import ConfigError
+from vprbench.core.textfiles import read_user_text
 from vprbench.plugins.registry import Registry
 from vprbench.running.experiments import Experiment, ExperimentDataset, Table, effective_spec
 from vprbench.running.layout import slug
@@ -50,14 +51,7 @@ _warned: set[tuple[str, tuple[int, ...]]] = set()
 def _published_rows(path: Path) -> list[dict[str, Any]]:
     """The checked rows of a published-value CSV (each with its ``line``); ConfigError naming the file and line."""
     where = f"published file {str(path)!r}"
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read it ({e})") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{where}: not a UTF-8 text CSV file ({e.reason} at byte {e.start})") from None
-    if "\0" in text:
-        raise ConfigError(f"{where}: not a text CSV file (it contains NUL bytes)")
+    text = read_user_text(path, where, "a CSV file")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         lines = [(reader.line_num, row) for row in reader]
