@@ -252,3 +252,10 @@ def test_datasets_info_lists_the_protocols_run_accepts(capsys):
     out = capsys.readouterr().out
     assert "    window: the dataset's own radius, any frame of the window" in out
     assert "    vpr-methods-evaluation: radius 25, centre frame, queries without a positive counted as misses" in out
+
+
+@pytest.mark.parametrize("dim", ['"16"', "0", "true", "8.5"])
+def test_a_definition_dim_that_is_not_a_whole_number_is_a_config_error(tmp_path, capsys, dim):
+    pair = _pair_definition(tmp_path, 8, f"dim = {dim}\n")
+    assert _rc(["run", "--methods", "netvlad", "--dataset", pair, "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "[params] dim must be a positive whole number" in capsys.readouterr().err

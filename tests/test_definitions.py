@@ -136,7 +136,9 @@ def test_malformed_files_entries_are_config_errors():
 
     base = 'name = "x"\nloader = "synthetic"\nsummary = "s"\n[[files]]\npath = "a.npy"\n'
     for extra, match in (('shape = ["big"]', "shape must be a list of integers"), ('size = "1 MB"', "size must be a whole number"),
-                         ('optional = "no"', "optional must be true or false"), ("url = 3", "url must be a string")):
+                         ('optional = "no"', "optional must be true or false"), ("url = 3", "url must be a string"),
+                         ('sha256 = "abc"', "sha256 must be 64 hexadecimal digits"),
+                         (f'sha256 = "{"g" * 64}"', "sha256 must be 64 hexadecimal digits")):
         with pytest.raises(ConfigError, match=match):
             file_specs(DatasetDefinition.from_toml(base + extra + "\n", "x.toml"))
 

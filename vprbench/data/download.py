@@ -34,6 +34,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -191,6 +192,9 @@ def file_specs(definition: DatasetDefinition) -> list[FileSpec]:
         for key in ("role", "url", "page", "sha256", "note"):
             if key in values:
                 _check_type(definition, i, key, values[key], str, "a string")
+        if "sha256" in values and not re.fullmatch(r"[0-9a-fA-F]{64}", values["sha256"]):
+            raise ConfigError(f"dataset definition {definition.source}: files[{i}].sha256 must be 64 hexadecimal digits "
+                              f"(a SHA-256 digest, as `sha256sum` prints it), got {values['sha256']!r}")
         if "size" in values:
             _check_type(definition, i, "size", values["size"], int, "a whole number of bytes")
             if values["size"] < 0:

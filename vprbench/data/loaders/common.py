@@ -312,8 +312,12 @@ def read_descriptor_file(
     var = p.get(var_key) if var_key else None
     if var is not None and not isinstance(var, str):
         raise ConfigError(f"dataset definition {definition.source}: {var_key} must be a variable name (string), got {var!r}")
+    dim = p.get("dim")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise ConfigError(f"dataset definition {definition.source}: [params] dim must be a positive whole number "
+                          f"(the descriptor dimension), got {dim!r}")
     if sniff(path) == "npy":
-        arr = load_descriptors(path, dim=p.get("dim") if layout == "rows" else None, where=_where(definition, rel))
+        arr = load_descriptors(path, dim=dim if layout == "rows" else None, where=_where(definition, rel))
     else:
         arr = read_array(path, var, what=f"descriptors ({key})", param=var_key)
     if not is_sparse(arr):
@@ -333,7 +337,6 @@ def read_descriptor_file(
             f"{path}: {arr.shape[0]} descriptor rows (shape {list(arr.shape)}, descriptor_layout = \"{layout}\") but {rows} positions; "
             f"expected one descriptor per frame{hint}"
         )
-    dim = p.get("dim")
     if dim is not None and arr.shape[1] != dim:
         raise DataError(f"{path}: descriptors have dimension {arr.shape[1]}, the definition says dim = {dim}")
     if is_sparse(arr):
