@@ -268,14 +268,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("sweep: %d run configurations, %d computations", len(configs), len(tasks))
     summary = run_tasks(tasks, workers=args.workers, scheduler=args.scheduler, progress=base.progress)
     records = [o.record for o in summary.outcomes if o.record is not None]
+    this_run = summary_table(records_frame(records)) if records else None
     if records:
-        print(format_table(summary_table(records_frame(records)), "github"))
+        print(format_table(this_run, "github"))
     if records and not args.no_report:
         everything, paths = report(base.out, html=True)
         log.info("tables and plots written to %s", ", ".join(sorted({str(p.parent) for p in paths.values() if p != paths["html"]})))
-        shown = len(everything)
-        print(f"results page: {paths['html']}" + (f" (all {shown} result rows in {base.out}, not only this run's)"
-                                                  if shown > len(summary_table(records_frame(records))) else ""))
+        print(f"results page: {paths['html']}" + (f" (all {len(everything)} result rows in {base.out}, not only this run's)"
+                                                  if len(everything) > len(this_run) else ""))
     for o in summary.outcomes:
         if o.status in ("unsupported", "busy"):
             log.warning("not run: %s (%s)", o.spec.label, o.error)

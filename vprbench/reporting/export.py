@@ -134,21 +134,6 @@ def kapture_pairs_text(pairs: Pairs, path: Path | str = "kapture pairs") -> str:
     return KAPTURE_HEADER + "".join(f"{q}, {r}, {-d!r}\n" for q, r, _, d in _rows(pairs))
 
 
-def write_pairs_csv(pairs: Pairs, path: Path) -> Path:
-    """Write ``query,reference,rank,distance`` rows (see the module docstring) atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(pairs_csv_text(pairs).encode("utf-8"))
-    return path
-
-
-def write_kapture_pairs(pairs: Pairs, path: Path) -> Path:
-    """Write a Kapture-style pairs file (score = -distance), atomically; DataError for names with commas."""
-    text = kapture_pairs_text(pairs, path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode("utf-8"))
-    return path
-
-
 class Exported(list):
     """The files of an export (a list of paths), with ``unchanged``: those that were already there with
     the same content and were left as they are (not rewritten)."""
@@ -184,8 +169,7 @@ def check_out_folder(out: Path, option: str = "--out") -> Path:
 
 def _write_files(out: Path, files: list[_File], force: bool) -> Exported:
     """Write ``files`` (under ``out``) atomically after checking them all: an existing file with other content
-    is refused unless ``force``; one with the same content is left as it is."""
-    check_out_folder(out)
+    is refused unless ``force``; one with the same content is left as it is. (``out`` was checked by the caller.)"""
     unchanged = []
     for f in files:
         for p in f.path.parents:
